@@ -1,0 +1,88 @@
+"""Gradient flow dθ_p/dt = −r_p (∇_p L + κ_p θ_p) by an adaptive Runge-Kutta solver (torchdiffeq).
+
+Rates r_p = lr_p / base_lr (time is base-lr time, so GD with base lr η approximates GF at t = kη).
+The error norm is the max over members of each member's RMS error ratio, so a shared step meets
+every member's tolerance. A member whose loss turns non-finite or exceeds the divergence bound is
+frozen (zero velocity) and flagged with the time at which that happened.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+from torchdiffeq import odeint
+
+from ..ensemble import Ensemble
+from ..errors import require
+from ..observe.base import Data, Observer, State, make
+from ..records import Recorder
+from .train import DIVERGENCE_FACTOR, Run, loss_and_grads
+
+
+def _pack(params: dict[str, Tensor]) -> Tensor:
+    return torch.cat([v.reshape(v.shape[0], -1) for v in params.values()], 1)
+
+
+def _unpack(y: Tensor, like: dict[str, Tensor]) -> dict[str, Tensor]:
+    out, i = {}, 0
+    for k, v in like.items():
+        m = v[0].numel()
+        out[k] = y[:, i:i + m].reshape(v.shape)
+        i += m
+    return out
+
+
+def flow(ens: Ensemble, data: Data, times: Sequence[float], observers: Iterable[str | Observer] = ("loss", "conserved"),
+         rtol: float = 1e-10, atol: float = 1e-12, method: str = "dopri8", divergence: float = DIVERGENCE_FACTOR,
+         max_steps: int = 1_000_000) -> Run:
+    """Integrate gradient flow and record observers at `times` (ascending, starting at 0).
+    The record's `step` column is the index of the recorded time."""
+    t = torch.as_tensor(list(times), dtype=ens.base_lr.dtype)
+    require(t.numel() >= 1 and float(t[0]) == 0.0 and bool((t[1:] > t[:-1]).all()),
+            "times must start at 0 and increase strictly, e.g. [0, 0.5, 1, 2]")
+    rates = ens.rates()
+    E = ens.size
+    frozen = torch.zeros(E, dtype=torch.bool)
+    frozen_at = np.full(E, -1.0)
+    active_all = torch.ones(E, dtype=torch.bool)
+    loss0, _ = loss_and_grads(ens, ens.params, data.x, data.y, active_all)
+    bound = divergence * torch.clamp(loss0, min=1e-8)
+
+    def rhs(tt: Tensor, y: Tensor) -> Tensor:
+        p = _unpack(y, ens.params)
+        loss, g = loss_and_grads(ens, p, data.x, data.y, active_all)
+        bad = ~torch.isfinite(loss) | (loss > bound)
+        new = bad & ~frozen
+        if bool(new.any()):
+            frozen_at[new.numpy()] = float(tt)
+            frozen.logical_or_(new)
+        v = {k: -(rates[k].reshape(-1, *[1] * (g[k].dim() - 1))) * (g[k] + ens.weight_decay[k].reshape(-1, *[1] * (g[k].dim() - 1)) * p[k]) for k in g}
+        vel = _pack(v)
+        return torch.where(frozen.reshape(-1, 1), torch.zeros_like(vel), vel)
+
+    def norm(ratio: Tensor) -> Tensor:
+        if ratio.dim() == 2 and ratio.shape[0] == E:
+            return ratio.pow(2).mean(1).sqrt().amax()
+        return ratio.pow(2).mean().sqrt()
+
+    y0 = _pack(ens.params)
+    if t.numel() == 1:
+        ys = y0.unsqueeze(0)
+    else:
+        ys = odeint(rhs, y0, t, rtol=rtol, atol=atol, method=method, options={"norm": norm, "max_num_steps": max_steps})
+    obs = make(observers)
+    recorder, memory = Recorder(), {}
+    params0 = {k: v.clone() for k, v in ens.params.items()}
+    for i in range(t.numel()):
+        cur = ens.with_params(_unpack(ys[i], ens.params))
+        time = t[i].expand(E)
+        st = State(cur, params0, data, i, time, {}, memory)
+        for o in obs:
+            for ob in o(st):
+                recorder.add(i, time, ob.observable, ob.layer, ob.value)
+    diverged = np.where(frozen_at >= 0, np.searchsorted(t.numpy(), frozen_at), -1).astype(np.int64)
+    run = Run(ens.with_params(_unpack(ys[-1], ens.params)), params0, recorder, diverged, t[-1].expand(E).clone())
+    run.extra["diverged_time"] = frozen_at
+    return run

@@ -1,0 +1,130 @@
+"""Discrete training of an ensemble (GD, SGD, momentum, Adam, Muon, spectral) with observers,
+schedules, weight decay and per-member divergence handling."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from ..conventions import mse
+from ..ensemble import Ensemble
+from ..errors import require
+from ..models.mlp import Params, forward
+from ..observe.base import Data, Observer, State, make
+from ..records import Recorder, log_steps
+from . import optim
+from .optim import OptimizerSpec
+from .schedules import Schedule
+
+DIVERGENCE_FACTOR = 1e8  # loss above this × max(initial loss, 1e-8) counts as diverged
+
+
+@dataclass
+class Run:
+    """Result of training: final ensemble, init params, records, per-member status."""
+
+    ens: Ensemble
+    params0: Params
+    recorder: Recorder
+    diverged_step: np.ndarray  # -1 where the member did not diverge
+    time: Tensor
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def members(self) -> pd.DataFrame:
+        m = self.ens.members.reset_index(drop=True).copy()
+        m["status"] = np.where(self.diverged_step >= 0, "diverged", "ok")
+        m["diverged_step"] = self.diverged_step
+        return m
+
+    def records(self, config: bool = True) -> pd.DataFrame:
+        """The tidy long table; `config=True` joins the members' config columns."""
+        return self.recorder.table(self.ens.members if config else None)
+
+    def final(self, observable: str, layer: str = "") -> pd.Series:
+        """Last recorded value per member (index 0) of an observable."""
+        r = self.recorder.table()
+        r = r[(r.observable == observable) & (r.layer == layer) & (r["index"] == 0)]
+        return r[r.step == r.step.max()].set_index("member")["value"]
+
+
+def loss_and_grads(ens: Ensemble, params: Params, x: Tensor, y: Tensor, active: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    """Per-member loss [E] and gradients; inactive members get gradient 0 contributions only."""
+    with torch.enable_grad():
+        leaves = {k: v.detach().requires_grad_(True) for k, v in params.items()}
+        loss = mse(forward(ens.net, leaves, x, ens.multipliers), y, ens.loss_scale)
+        total = torch.where(active, loss, torch.zeros_like(loss)).sum()
+        grads = torch.autograd.grad(total, list(leaves.values()))
+    return loss.detach(), dict(zip(leaves, grads))
+
+
+def _batch(data: Data, idx: Tensor | None) -> tuple[Tensor, Tensor]:
+    if idx is None:
+        return data.x, data.y
+    return data.x.index_select(-2, idx), data.y.index_select(-2, idx)
+
+
+def _where(mask: Tensor, new: Tensor, old: Tensor) -> Tensor:
+    return torch.where(mask.reshape(-1, *[1] * (new.dim() - 1)), new, old)
+
+
+def train(ens: Ensemble, data: Data, steps: int, optimizer: OptimizerSpec | str = "gd",
+          schedule: Schedule | None = None, record: Sequence[int] | None = None,
+          observers: Iterable[str | Observer] = ("loss", "conserved"), data_seed: int = 0,
+          divergence: float = DIVERGENCE_FACTOR) -> Run:
+    """Train every member for `steps` updates, recording observers at the steps in `record`
+    (default: log-spaced). Members share the minibatch order (common random numbers, from `data_seed`).
+    A member whose loss turns non-finite or exceeds `divergence` × its initial loss is frozen at its
+    last parameters and flagged with that step; the others continue bitwise unaffected."""
+    spec = OptimizerSpec(kind=optimizer) if isinstance(optimizer, str) else optimizer
+    schedule = schedule or Schedule()
+    require(steps >= 0, f"steps={steps} must be non-negative")
+    n = data.x.shape[-2]
+    require(data.y.shape[-2] == n, f"x has {n} samples but y has {data.y.shape[-2]}: they must match")
+    require(spec.batch_size is None or spec.batch_size <= n, f"batch_size {spec.batch_size} exceeds the {n} training samples")
+    rec_steps = sorted(set(log_steps(steps) if record is None else [int(k) for k in record if 0 <= k <= steps]))
+    obs = make(observers)
+    E = ens.size
+    params0 = {k: v.clone() for k, v in ens.params.items()}
+    params = dict(ens.params)
+    state = optim.init_state(spec, params)
+    active = torch.ones(E, dtype=torch.bool, device=ens.base_lr.device)
+    diverged = np.full(E, -1, dtype=np.int64)
+    time = torch.zeros_like(ens.base_lr)
+    gen = torch.Generator().manual_seed(int(data_seed))
+    recorder, memory = Recorder(), {}
+    bound = None
+    rec_set = set(rec_steps)
+    for k in range(steps + 1):
+        idx = None
+        if spec.kind != "gd" and spec.batch_size is not None and spec.batch_size < n:
+            idx = torch.randperm(n, generator=gen)[: spec.batch_size].to(data.x.device)
+        x, y = _batch(data, idx)
+        loss, grads = loss_and_grads(ens, params, x, y, active)
+        full_loss = loss if idx is None else None
+        if bound is None:
+            bound = divergence * torch.clamp(loss, min=1e-8)
+        bad = active & (~torch.isfinite(loss) | (loss > bound))
+        if bool(bad.any()):
+            diverged[bad.cpu().numpy()] = k
+            active = active & ~bad
+        if k in rec_set:
+            cur = ens.with_params(params)
+            st = State(cur, params0, data, k, time, {"loss": full_loss} if full_loss is not None else {}, memory)
+            for o in obs:
+                for ob in o(st):
+                    recorder.add(k, time, ob.observable, ob.layer, ob.value)
+        if k == steps:
+            break
+        f = schedule.factor(k, steps)
+        lr = {name: v * f for name, v in ens.lr.items()}
+        new_params, new_state = optim.step(spec, params, grads, state, lr, ens.weight_decay)
+        params = {name: _where(active, new_params[name], params[name]) for name in params}
+        state = {name: {s: (_where(active, v, state[name][s]) if v.dim() else v) for s, v in st_.items()}
+                 for name, st_ in new_state.items()}
+        time = time + torch.where(active, ens.base_lr * f, torch.zeros_like(time))
+    return Run(ens.with_params(params), params0, recorder, diverged, time)
