@@ -9,8 +9,9 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+
 from .errors import require
-from .models.mlp import MLP, Params
+from .models.mlp import MLP, Params, forward
 from .param import init as inits
 from .param.schemes import layer_table
 
@@ -30,6 +31,7 @@ class Ensemble:
     weight_decay: dict[str, Tensor]
     members: pd.DataFrame = field(default_factory=pd.DataFrame)
     loss_scale: float = 0.5
+    center: Params | None = None  # centred model f(θ) − f(θ_center) (Chizat et al.): lazy without an offset
 
     @property
     def size(self) -> int:
@@ -38,16 +40,30 @@ class Ensemble:
     def with_params(self, params: Params) -> "Ensemble":
         return replace(self, params=params)
 
+    def centered(self) -> "Ensemble":
+        """The centred model f − f₀ around the current parameters (a large output scale then gives
+        lazy training without an O(scale) offset at init)."""
+        return replace(self, center={k: v.detach().clone() for k, v in self.params.items()})
+
     def select(self, index: Sequence[int]) -> "Ensemble":
         """Members `index` (e.g. one member run alone)."""
         idx = torch.as_tensor(list(index), dtype=torch.long)
         pick = lambda d: {k: v[idx] for k, v in d.items()}  # noqa: E731
         return Ensemble(self.net, pick(self.params), pick(self.lr), self.base_lr[idx], pick(self.multipliers),
-                        pick(self.weight_decay), self.members.iloc[list(index)].reset_index(drop=True), self.loss_scale)
+                        pick(self.weight_decay), self.members.iloc[list(index)].reset_index(drop=True), self.loss_scale,
+                        None if self.center is None else pick(self.center))
 
     def rates(self) -> dict[str, Tensor]:
         """Gradient-flow rates per tensor: lr / base_lr (GF time is base-lr time)."""
         return {k: v / self.base_lr for k, v in self.lr.items()}
+
+
+def predict(ens: Ensemble, params: Params, x: Tensor) -> Tensor:
+    """Network outputs [E, n, c] of `params` under the ensemble's multipliers (centred if set)."""
+    out = forward(ens.net, params, x, ens.multipliers)
+    if ens.center is not None:
+        out = out - forward(ens.net, ens.center, x, ens.multipliers).detach()
+    return out
 
 
 def _column(members: pd.DataFrame, name: str, default: Any) -> list[Any]:

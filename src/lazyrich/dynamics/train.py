@@ -11,9 +11,9 @@ import torch
 from torch import Tensor
 
 from ..conventions import mse
-from ..ensemble import Ensemble
+from ..ensemble import Ensemble, predict
 from ..errors import require
-from ..models.mlp import Params, forward
+from ..models.mlp import Params
 from ..observe.base import Data, Observer, State, make
 from ..records import Recorder, log_steps
 from . import optim
@@ -56,7 +56,7 @@ def loss_and_grads(ens: Ensemble, params: Params, x: Tensor, y: Tensor, active: 
     """Per-member loss [E] and gradients; inactive members get gradient 0 contributions only."""
     with torch.enable_grad():
         leaves = {k: v.detach().requires_grad_(True) for k, v in params.items()}
-        loss = mse(forward(ens.net, leaves, x, ens.multipliers), y, ens.loss_scale)
+        loss = mse(predict(ens, leaves, x), y, ens.loss_scale)
         total = torch.where(active, loss, torch.zeros_like(loss)).sum()
         grads = torch.autograd.grad(total, list(leaves.values()))
     return loss.detach(), dict(zip(leaves, grads))

@@ -7,7 +7,7 @@ from typing import Iterator
 import torch
 
 from ..conventions import conserved, conserved_scale, mse
-from ..models.mlp import forward
+from ..ensemble import predict
 from .base import Observation, State, register
 
 
@@ -22,10 +22,10 @@ class Loss:
         ens = s.ens
         train = s.cache.get("loss")
         if train is None:
-            train = mse(forward(ens.net, ens.params, s.data.x, ens.multipliers), s.data.y, ens.loss_scale)
+            train = mse(predict(ens, ens.params, s.data.x), s.data.y, ens.loss_scale)
         yield Observation("loss", "", train)
         if s.data.x_test is not None:
-            pred = forward(ens.net, ens.params, s.data.x_test, ens.multipliers)
+            pred = predict(ens, ens.params, s.data.x_test)
             yield Observation("test_loss", "", mse(pred, s.data.y_test, ens.loss_scale))
 
 
