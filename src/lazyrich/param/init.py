@@ -7,6 +7,8 @@ produce equals the one requested (else `LazyrichError`).
 from __future__ import annotations
 
 import math
+
+import numpy as np
 from typing import Sequence
 
 import torch
@@ -67,8 +69,8 @@ def kunin(net: MLP, tau: Tensor | Sequence[float], delta: Tensor | Sequence[floa
     require(not net.bias, "kunin init assumes no biases (δ_k would include them): build the MLP with bias=False")
     d, h, c = net.widths
     require(not symmetric or h % 2 == 0, f"symmetric kunin init needs an even width, got {h}: use an even width or symmetric=False")
-    tau_t = torch.as_tensor(tau, dtype=torch.float64).reshape(-1)
-    delta_t = torch.as_tensor(delta, dtype=torch.float64).reshape(-1)
+    tau_t = torch.tensor(np.array(tau, dtype=float)).reshape(-1)
+    delta_t = torch.tensor(np.array(delta, dtype=float)).reshape(-1)
     require(bool((tau_t > 0).all()), "tau must be positive")
     E = len(seeds)
     tau_t, delta_t = tau_t.expand(E).clone(), delta_t.expand(E).clone()
