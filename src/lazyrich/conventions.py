@@ -21,6 +21,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ._batched import bmm
+
 LOSS_SCALE = 0.5
 
 
@@ -31,8 +33,8 @@ def mse(pred: Tensor, target: Tensor, scale: float = LOSS_SCALE) -> Tensor:
 
 def gram_pair(upper: Tensor, lower: Tensor, lower_bias: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """``(W_{l+1}ᵀ W_{l+1}, W_l W_lᵀ [+ b_l b_lᵀ])`` for batched weights [E, out, in]."""
-    top = upper.transpose(-1, -2) @ upper
-    bottom = lower @ lower.transpose(-1, -2)
+    top = bmm(upper.transpose(-1, -2), upper)
+    bottom = bmm(lower, lower.transpose(-1, -2))
     if lower_bias is not None:
         bottom = bottom + lower_bias.unsqueeze(-1) * lower_bias.unsqueeze(-2)
     return top, bottom

@@ -4,6 +4,10 @@ Rates r_p = lr_p / base_lr (time is base-lr time, so GD with base lr η approxim
 The error norm is the max over members of each member's RMS error ratio, so a shared step meets
 every member's tolerance. A member whose loss turns non-finite or exceeds the divergence bound is
 frozen (zero velocity) and flagged with the time at which that happened.
+
+Cost: one batched gradient per stage (13 per dopri8 step). Non-smooth activations (ReLU) shrink
+steps at every gate flip, and a gate that slides along its kink (Filippov sliding) stalls the solver
+(`max_steps` then raises a clear error); GD with a small learning rate is the practical flow there.
 """
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ from torch import Tensor
 from torchdiffeq import odeint
 
 from ..ensemble import Ensemble
-from ..errors import require
+from ..errors import LazyrichError, require
 from ..observe.base import Data, Observer, State, make
 from ..records import Recorder
 from .train import DIVERGENCE_FACTOR, Run, loss_and_grads
@@ -71,7 +75,13 @@ def flow(ens: Ensemble, data: Data, times: Sequence[float], observers: Iterable[
     if t.numel() == 1:
         ys = y0.unsqueeze(0)
     else:
-        ys = odeint(rhs, y0, t, rtol=rtol, atol=atol, method=method, options={"norm": norm, "max_num_steps": max_steps})
+        try:
+            ys = odeint(rhs, y0, t, rtol=rtol, atol=atol, method=method, options={"norm": norm, "max_num_steps": max_steps})
+        except AssertionError as exc:  # torchdiffeq signals step exhaustion by assertion
+            if "max_num_steps" not in str(exc):
+                raise
+            raise LazyrichError(f"gradient flow needed more than max_steps={max_steps} solver steps (a ReLU gate sliding along "
+                                "its kink stalls adaptive steps): shorten the horizon, loosen rtol, or use GD with a small lr") from None
     obs = make(observers)
     recorder, memory = Recorder(), {}
     params0 = {k: v.clone() for k, v in ens.params.items()}

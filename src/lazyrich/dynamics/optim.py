@@ -60,9 +60,9 @@ def orthogonalize(g: Tensor, steps: int = 5, coefficients: tuple[float, float, f
     if tall:
         x = x.transpose(-1, -2)
     x = x / torch.linalg.matrix_norm(x).clamp(min=eps).reshape(-1, 1, 1).to(x.dtype)
-    for _ in range(steps):
+    for _ in range(steps):  # same operation order as torch.optim.Muon (so bf16 rounding matches)
         gram = x @ x.transpose(-1, -2)
-        x = a * x + (b * gram + c * gram @ gram) @ x
+        x = torch.baddbmm(x, torch.baddbmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
     if tall:
         x = x.transpose(-1, -2)
     return x.to(g.dtype)

@@ -13,7 +13,7 @@ from torch import Tensor
 from ..conventions import mse
 from ..ensemble import Ensemble, predict
 from ..errors import require
-from ..models.mlp import Params
+from ..models.mlp import Params, forward, mse_grads
 from ..observe.base import Data, Observer, State, make
 from ..records import Recorder, log_steps
 from . import optim
@@ -52,8 +52,14 @@ class Run:
         return r[r.step == r.step.max()].set_index("member")["value"]
 
 
-def loss_and_grads(ens: Ensemble, params: Params, x: Tensor, y: Tensor, active: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-    """Per-member loss [E] and gradients; inactive members get gradient 0 contributions only."""
+def loss_and_grads(ens: Ensemble, params: Params, x: Tensor, y: Tensor, active: Tensor,
+                   autograd: bool = False) -> tuple[Tensor, dict[str, Tensor]]:
+    """Per-member loss [E] and gradients (hand-written backprop; `autograd=True` for the reference).
+    Inactive members get zero gradients and never leak NaNs into others."""
+    if not autograd:
+        offset = None if ens.center is None else forward(ens.net, ens.center, x, ens.multipliers)
+        loss, grads = mse_grads(ens.net, params, x, y, ens.multipliers, ens.loss_scale, active.to(x.dtype), offset)
+        return loss, grads
     with torch.enable_grad():
         leaves = {k: v.detach().requires_grad_(True) for k, v in params.items()}
         loss = mse(predict(ens, leaves, x), y, ens.loss_scale)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from .._batched import bmm
 from ..errors import require
 from . import activations
 
@@ -67,10 +68,11 @@ def _expand(m: Tensor | float, like: Tensor) -> Tensor | float:
 
 
 def _linear(w: Tensor, h: Tensor) -> Tensor:
-    # h: [E, n, in] or shared [n, in]; w: [E, out, in] -> [E, n, out]
+    # h: [E, n, in] or shared [n, in]; w: [E, out, in] -> [E, n, out]. A batched matmul (one GEMM
+    # per member, never one GEMM across members) keeps member e bitwise equal to its solo run.
     if h.dim() == 2:
-        return torch.einsum("ni,eoi->eno", h, w)
-    return h @ w.transpose(-1, -2)
+        h = h.expand(w.shape[0], *h.shape)
+    return bmm(h, w.transpose(-1, -2))
 
 
 def preactivations(net: MLP, params: Params, x: Tensor, multipliers: dict[str, Tensor | float] | None = None) -> list[Tensor]:
@@ -105,3 +107,33 @@ def ensemble_size(params: Params) -> int:
 def select(params: Params, index: Tensor | slice | list[int]) -> Params:
     """Members `index` of an ensemble (a view where possible)."""
     return {k: v[index] for k, v in params.items()}
+
+
+def mse_grads(net: MLP, params: Params, x: Tensor, y: Tensor, multipliers: dict[str, Tensor | float] | None = None,
+              scale: float = 0.5, weight: Tensor | None = None, offset: Tensor | None = None) -> tuple[Tensor, Params]:
+    """Per-member loss ``scale·mean_i ||f_i − y_i||²`` and its gradients by hand-written backprop.
+
+    Same numbers as autograd (tests: 1e-12) at a fraction of its overhead. `weight` ([E]) multiplies
+    each member's gradient (0 freezes a member; `torch.where`, so NaNs never leak); `offset`
+    ([E, n, c]) is subtracted from the outputs (centred model)."""
+    mult = multipliers or {}
+    act, dact = activations.activation(net.activation), activations.derivative(net.activation)
+    zs = preactivations(net, params, x, mult)
+    f = zs[-1] if offset is None else zs[-1] - offset
+    r = f - y
+    n = r.shape[-2]
+    loss = scale * r.pow(2).sum(-1).mean(-1)
+    g = r * (2 * scale / n)
+    if weight is not None:
+        g = torch.where(weight.reshape(-1, 1, 1) != 0, g * weight.reshape(-1, 1, 1), torch.zeros_like(g))
+    grads: Params = {}
+    for l in range(net.depth, 0, -1):
+        h = (x if x.dim() == 3 else x.expand(g.shape[0], *x.shape)) if l == 1 else act(zs[l - 2])
+        m = mult.get(f"W{l}", 1.0)
+        gm = g * _expand(m, g) if not (isinstance(m, float) and m == 1.0) else g
+        grads[f"W{l}"] = bmm(gm.transpose(-1, -2), h)
+        if f"b{l}" in params:
+            grads[f"b{l}"] = g.sum(-2)
+        if l > 1:
+            g = bmm(gm, params[f"W{l}"]) * dact(zs[l - 2])
+    return loss, {k: grads[k] for k in params}

@@ -6,6 +6,7 @@ from typing import Iterator
 
 import torch
 
+from .._batched import bmm
 from ..conventions import conserved, conserved_scale, mse
 from ..ensemble import predict
 from .base import Observation, State, register
@@ -62,7 +63,7 @@ class Conserved:
                     ens.lr.get(f"b{l}") if b0 is not None else None))
             q0, scale = s.memory[key]
             p = s.params
-            top = p[f"W{l + 1}"].transpose(-1, -2) @ p[f"W{l + 1}"] / ens.lr[f"W{l + 1}"].reshape(-1, 1, 1)
+            top = bmm(p[f"W{l + 1}"].transpose(-1, -2), p[f"W{l + 1}"]) / ens.lr[f"W{l + 1}"].reshape(-1, 1, 1)
             lower = top - q
             yield Observation("delta_k", layer, q.diagonal(dim1=-2, dim2=-1))
             yield Observation("conserved_norm", layer, torch.linalg.matrix_norm(q))

@@ -163,7 +163,11 @@ def balanced_chain(widths: Sequence[int], seeds: Sequence[int], lam: float | Seq
     require(len(etas) == L and all(e > 0 for e in etas), f"lr needs {L} positive values, one per layer")
     layers: list[list[Tensor]] = [[] for _ in range(L)]
     for gen in _generators(seeds):
+        r = min(widths)  # rank the whole chain can carry when the λ_l are 0
         w = scale * torch.randn(widths[1], widths[0], generator=gen, dtype=torch.float64) / math.sqrt(widths[0])
+        if r < min(widths[:2]):
+            u, sv, vh = torch.linalg.svd(w, full_matrices=False)
+            w = u[:, :r] @ torch.diag(sv[:r]) @ vh[:r]
         layers[0].append(w)
         for l in range(1, L):
             gram = w @ w.T / etas[l - 1] + lams[l - 1] * torch.eye(widths[l], dtype=torch.float64)
@@ -173,7 +177,7 @@ def balanced_chain(widths: Sequence[int], seeds: Sequence[int], lam: float | Seq
             require(float(ev.min()) >= -tol, f"λ_{l}={lams[l - 1]} makes W_{l+1}ᵀW_{l+1} indefinite: use a larger λ or a larger scale")
             n_next = widths[l + 1]
             keep = min(n_next, widths[l])
-            require(bool((ev[keep:].abs() <= tol).all()), f"layer {l + 1} (width {n_next}) cannot carry the rank of layer {l}'s Gram matrix under λ={lams[l - 1]}: widen it or set λ=0")
+            require(bool((ev[keep:].abs() <= tol).all()), f"layer {l + 1} (width {n_next}) cannot carry the rank of layer {l}'s Gram matrix under λ={lams[l - 1]}: widen it or use λ=0 there")
             left = _orthonormal(gen, n_next, keep)
             w = math.sqrt(etas[l]) * left @ torch.diag(ev[:keep].clamp(min=0).sqrt()) @ vec[:, :keep].T
             layers[l].append(w)

@@ -1,0 +1,38 @@
+"""Heatmaps over the τ×δ grid of final observables (seed-averaged)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+PANELS = [("test_loss", "", "final test loss"), ("delta_drift", "W1-W2", "max drift of δ_k (rel.)"),
+          ("kernel_distance", "", "kernel distance S(0,T)"), ("hamming", "", "activation Hamming distance")]
+
+
+def grid(records: pd.DataFrame, observable: str, layer: str = "") -> pd.DataFrame:
+    """Seed-averaged final value over (δ rows, τ columns)."""
+    r = records[(records.observable == observable) & (records.layer == layer) & (records["index"] == 0)]
+    r = r[r.step == r.step.max()]
+    return r.groupby(["delta", "tau"])["value"].mean().unstack("tau")
+
+
+def heatmaps(records: pd.DataFrame, path: Path) -> None:
+    panels = [p for p in PANELS if ((records.observable == p[0]) & (records.layer == p[1])).any()]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
+    for ax, (obs, layer, title) in zip(axes[0], panels):
+        g = grid(records, obs, layer)
+        im = ax.imshow(g.to_numpy(), origin="lower", aspect="auto", cmap="viridis")
+        ax.set_xticks(range(g.shape[1]), [f"{t:.2g}" for t in g.columns], rotation=45)
+        ax.set_yticks(range(g.shape[0]), [f"{d:.2g}" for d in g.index])
+        ax.set_xlabel("τ (init scale)")
+        ax.set_ylabel("δ (upstream > 0)")
+        ax.set_title(title)
+        fig.colorbar(im, ax=ax, shrink=0.85)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,247 @@
+"""Coordinate check: activation and update sizes versus width over the first training steps.
+
+For every width the model is built by `factory(width)`, parametrized, trained a few steps on one
+fixed batch, and every parametrized layer's output is measured on that batch: `activation` =
+RMS of its coordinates, `update` = RMS of (output now − output at init). Under μP both stay flat in
+width; under SP the readout's update grows (∝ width for SGD). The slope of log(size) against
+log(width) summarizes each curve. The "ablation ladder" turns μP's ingredients on one at a time,
+starting from SP: readout init, readout lr, input-layer and bias lrs, hidden lrs, attention 1/d.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor, nn
+
+from ..conventions import mse
+from ..errors import LazyrichError, require
+from ..observe.spectral import scaling_exponent
+from .groups import param_groups
+from .parametrize import Plan, apply, plan
+from .tensors import assign_roles, discover
+
+Factory = Callable[[int], nn.Module]
+# (label, roles, fields) switched from SP to μP, cumulatively
+LADDER: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
+    ("+ readout init", ("output",), ("init_std", "multiplier")),
+    ("+ readout lr", ("output",), ("lr_scale",)),
+    ("+ input & bias lr", ("input", "bias"), ("init_std", "multiplier", "lr_scale")),
+    ("+ hidden", ("hidden", "fixed"), ("init_std", "multiplier", "lr_scale")),
+)
+
+
+def mlp(d: int = 32, c: int = 10, depth: int = 3, activation: type[nn.Module] = nn.ReLU) -> Factory:
+    """A factory width → nn.Sequential MLP with `depth` linear layers (d → width → ... → c)."""
+    def build(width: int) -> nn.Module:
+        dims = [d] + [width] * (depth - 1) + [c]
+        layers: list[nn.Module] = []
+        for i in range(depth):
+            layers.append(nn.Linear(dims[i], dims[i + 1]))
+            if i < depth - 1:
+                layers.append(activation())
+        return nn.Sequential(*layers)
+    return build
+
+
+def default_batch(model: nn.Module, size: int = 64, seed: int = 0) -> Tensor:
+    """Inputs for a model whose first layer is Linear (Gaussian, coordinates Θ(1)) or Embedding (tokens)."""
+    first = next((m for m in model.modules() if isinstance(m, (nn.Linear, nn.Embedding, nn.modules.conv._ConvNd))), None)
+    gen = torch.Generator().manual_seed(seed)
+    if isinstance(first, nn.Linear):
+        return torch.randn(size, first.in_features, generator=gen)
+    if isinstance(first, nn.Embedding):
+        return torch.randint(0, first.num_embeddings, (size, 8), generator=gen)
+    raise LazyrichError("cannot guess inputs for this model: pass batch=inputs (a tensor the model accepts)")
+
+
+def ladder_plans(model: nn.Module, base: nn.Module, delta: nn.Module | None = None, optimizer: str = "sgd",
+                 **kwargs) -> list[tuple[str, Plan]]:
+    """SP, then μP's ingredients switched on one at a time (rungs that change nothing are skipped),
+    ending at full μP with attention logits 1/d_head."""
+    roles = _roles(base, delta)
+    sp = plan(model, "sp", optimizer=optimizer, roles=roles, **kwargs)
+    mup = plan(model, "mup", optimizer=optimizer, roles=roles, **kwargs)
+    fields = ("init_std", "multiplier", "lr_scale")
+    pending = {r.name: {f: getattr(r, f) for f in fields} for r in sp.rows}
+    out = [("SP", plan(model, "mup", optimizer=optimizer, roles=roles, overrides=_exact(pending),
+                       attention_scaling=False, **kwargs))]
+    for label, rung_roles, rung_fields in LADDER:
+        changed = False
+        for r, m in zip(sp.rows, mup.rows):
+            if r.role in rung_roles:
+                for f in rung_fields:
+                    changed |= pending[r.name].pop(f, getattr(m, f)) != getattr(m, f)
+        if changed:
+            out.append((label, plan(model, "mup", optimizer=optimizer, roles=roles, overrides=_exact(pending),
+                                    attention_scaling=False, **kwargs)))
+    if mup.attention:
+        out.append(("+ attention 1/d", mup))
+    else:
+        out[-1] = ("μP", out[-1][1])
+    return out
+
+
+def _exact(pending: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    return {n.replace("[", "[[]"): f for n, f in pending.items() if f}  # names as literal fnmatch patterns
+
+
+def _roles(base: nn.Module, delta: nn.Module | None) -> dict[str, str]:
+    infos = assign_roles(discover(base), base, delta=delta)
+    return {t.name.replace("[", "[[]"): t.role for t in infos}
+
+
+def _layers(model: nn.Module, p: Plan) -> dict[str, tuple[nn.Module, str]]:
+    modules = dict(model.named_modules())
+    out: dict[str, tuple[nn.Module, str]] = {}
+    for r in p.rows:
+        if r.name.endswith("weight") and r.module in modules and r.module not in out:
+            out[r.module] = (modules[r.module], r.role)
+    return out
+
+
+def _optimizer(model: nn.Module, optimizer: str, lr: float) -> torch.optim.Optimizer:
+    groups = param_groups(model, lr)
+    if optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=lr)
+    return torch.optim.Adam(groups, lr=lr)
+
+
+def _measure(model: nn.Module, layers: dict[str, tuple[nn.Module, str]], x: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+    seen: dict[str, Tensor] = {}
+    handles = [m.register_forward_hook(lambda mod, a, out, k=k: seen.__setitem__(k, out.detach().clone()))
+               for k, (m, _) in layers.items()]
+    try:
+        with torch.no_grad():
+            out = model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return seen, out.detach()
+
+
+def _rms(t: Tensor) -> float:
+    return float(t.double().pow(2).mean().sqrt())
+
+
+def run_one(model: nn.Module, p: Plan, x: Tensor, y: Tensor | None, steps: int, lr: float, optimizer: str,
+            seed: int) -> list[dict]:
+    """Install `p` on `model`, train `steps` steps of ½·MSE on (x, y), measure every layer each step."""
+    apply(model, p, init="normal", seed=seed)
+    layers = _layers(model, p)
+    opt = _optimizer(model, optimizer, lr)
+    rows: list[dict] = []
+    first, out = _measure(model, layers, x)
+    if y is None:
+        y = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed + 1))
+    roles = {k: r for k, (_, r) in layers.items()}
+    for step in range(steps + 1):
+        now = first if step == 0 else _measure(model, layers, x)[0]
+        for k, v in now.items():
+            rows.append({"step": step, "module": k, "role": roles[k], "quantity": "activation", "value": _rms(v)})
+            rows.append({"step": step, "module": k, "role": roles[k], "quantity": "update", "value": _rms(v - first[k])})
+        if step < steps:
+            opt.zero_grad()
+            out = model(x)
+            mse(out.reshape(1, out.shape[0], -1), y.reshape(1, y.shape[0], -1))[0].backward()
+            opt.step()
+    return rows
+
+
+@dataclass
+class CoordCheck:
+    """Tidy records (label, width, seed, step, module, role, quantity, value) and fitted width slopes."""
+
+    records: pd.DataFrame
+
+    def slopes(self) -> pd.DataFrame:
+        """Slope of log(mean over seeds) against log(width) per (label, step, module, role, quantity)."""
+        mean = self.records.groupby(["label", "step", "module", "role", "quantity", "width"], sort=False)["value"].mean()
+        out = []
+        for key, s in mean.groupby(level=[0, 1, 2, 3, 4], sort=False):
+            w, v = s.index.get_level_values("width").to_numpy(float), s.to_numpy(float)
+            ok = np.isfinite(v) & (v > 0)
+            slope = scaling_exponent(w[ok], v[ok]) if ok.sum() >= 2 else float("nan")
+            out.append(dict(zip(["label", "step", "module", "role", "quantity"], key), slope=slope))
+        return pd.DataFrame(out)
+
+    def plot(self, path: str | Path, quantity: str = "update") -> Path:
+        """One row of panels per label, one panel per step; one line per layer, log-log in width."""
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        r = self.records[self.records.quantity == quantity]
+        labels = list(dict.fromkeys(r.label))
+        steps = sorted(r.step.unique())
+        steps = [s for s in steps if quantity != "update" or s > 0] or steps
+        fig, axes = plt.subplots(len(labels), len(steps), figsize=(2.6 * len(steps), 2.2 * len(labels)),
+                                 squeeze=False, sharex=True)
+        for i, label in enumerate(labels):
+            for j, step in enumerate(steps):
+                ax = axes[i][j]
+                part = r[(r.label == label) & (r.step == step)].groupby(["module", "role", "width"], sort=False)["value"].mean()
+                for (module, role), s in part.groupby(level=[0, 1], sort=False):
+                    ax.loglog(s.index.get_level_values("width"), s.to_numpy(), marker="o", ms=3, label=f"{module} ({role})")
+                widths = sorted(r.width.unique())
+                ax.set_xticks(widths, [str(w) for w in widths], fontsize=7)
+                ax.minorticks_off()
+                lo, hi = float(part.min()), float(part.max())
+                if lo > 0 and hi / lo < 100:  # show at least two decades, so flat looks flat
+                    mid = (lo * hi) ** 0.5
+                    ax.set_ylim(mid / 10, mid * 10)
+                ax.set_title(f"{label} · step {step}", fontsize=8)
+                if j == 0:
+                    ax.set_ylabel(f"{quantity} (RMS)", fontsize=8)
+                if i == len(labels) - 1:
+                    ax.set_xlabel("width", fontsize=8)
+        axes[0][-1].legend(fontsize=6, loc="best")
+        fig.tight_layout()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        return path
+
+
+def coord_check(factory: Factory, widths: Sequence[int], schemes: Sequence[str] = ("sp", "mup"), *,
+                ladder: bool = False, optimizer: str = "sgd", lr: float = 0.02, steps: int = 3,
+                seeds: Sequence[int] = (0, 1), batch: Tensor | None = None, targets: Tensor | None = None,
+                base_width: int | None = None, **kwargs) -> CoordCheck:
+    """Activation and update sizes of every layer of `factory(width)` for each width, over `steps`
+    steps of ½·MSE training on one fixed batch (default: Gaussian inputs, Gaussian targets per seed).
+
+    Each scheme in `schemes` is one label; `ladder=True` adds the SP → μP ablation ladder (labels
+    "0: SP", "1: + readout init", ..., whose ends replace the schemes sp and mup). Widths are
+    detected by comparing `factory(base_width)` (default: the smallest width) with another width.
+    Extra keyword arguments go to `parametrize` (gamma, overrides, attn_mult, ...).
+    """
+    widths = sorted({int(w) for w in widths})
+    require(len(widths) >= 2, f"a coord check needs at least two widths; got {widths}")
+    require(steps >= 1, f"steps={steps} must be at least 1")
+    require(optimizer in ("sgd", "adam"), f"optimizer={optimizer!r}: the coord check trains with sgd or adam")
+    require(lr > 0 and math.isfinite(lr), f"lr={lr} must be a positive finite number")
+    base = factory(base_width or widths[0])
+    delta = factory(widths[1] if (base_width or widths[0]) == widths[0] else widths[0])
+    roles = _roles(base, delta)
+    rows: list[dict] = []
+    for width in widths:
+        for seed in seeds:
+            model = factory(width)
+            x = batch if batch is not None else default_batch(model, seed=seed)
+            # the ladder starts at SP and ends at μP: those schemes are not run twice
+            own = [s for s in schemes if not (ladder and s in ("sp", "mup"))]
+            labelled = [(s, plan(model, s, optimizer=optimizer, roles=roles, **kwargs)) for s in own]
+            if ladder:
+                labelled += [(f"{i}: {lab}", p) for i, (lab, p)
+                             in enumerate(ladder_plans(model, base, delta, optimizer, **kwargs))]
+            for label, p in labelled:
+                torch.manual_seed(seed)
+                for row in run_one(factory(width), p, x, targets, steps, lr, optimizer, seed):
+                    rows.append({"label": label, "width": width, "seed": seed, **row})
+    return CoordCheck(pd.DataFrame(rows))
