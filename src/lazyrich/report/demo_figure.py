@@ -10,8 +10,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-PANELS = [("test_loss", "", "final test loss"), ("delta_drift", "W1-W2", "max drift of δ_k (rel.)"),
-          ("kernel_distance", "", "kernel distance S(0,T)"), ("hamming", "", "activation Hamming distance")]
+LOG = {"test_loss", "delta_drift"}
+PANELS = [("test_loss", "", "log10 final test loss"), ("delta_drift", "W1-W2", "log10 max drift of δ_k (rel.)"),
+          ("kernel_distance", "", "kernel distance S(0,T)"), ("hamming", "W1", "activation Hamming distance"),
+          ("param_distance", "", "parameter distance")]
 
 
 def grid(records: pd.DataFrame, observable: str, layer: str = "") -> pd.DataFrame:
@@ -23,10 +25,17 @@ def grid(records: pd.DataFrame, observable: str, layer: str = "") -> pd.DataFram
 
 def heatmaps(records: pd.DataFrame, path: Path) -> None:
     panels = [p for p in PANELS if ((records.observable == p[0]) & (records.layer == p[1])).any()]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
-    for ax, (obs, layer, title) in zip(axes[0], panels):
+    cols = min(3, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.4 * cols, 3.7 * rows), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    for ax, (obs, layer, title) in zip(axes.flat, panels):
         g = grid(records, obs, layer)
-        im = ax.imshow(g.to_numpy(), origin="lower", aspect="auto", cmap="viridis")
+        values = g.to_numpy()
+        if obs in LOG:
+            values = np.log10(np.maximum(values, 1e-300))
+        im = ax.imshow(values, origin="lower", aspect="auto", cmap="viridis")
         ax.set_xticks(range(g.shape[1]), [f"{t:.2g}" for t in g.columns], rotation=45)
         ax.set_yticks(range(g.shape[0]), [f"{d:.2g}" for d in g.index])
         ax.set_xlabel("τ (init scale)")

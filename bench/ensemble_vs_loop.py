@@ -1,0 +1,99 @@
+"""One ensemble vs a pinned per-configuration loop (hand-written NumPy gradients, like the authors'
+code), side by side: config-steps/s, the ratio, and achieved FLOP/s as a fraction of the machine's
+measured GEMM peak. FLOPs counted as 4·n·d·h per config-step (forward Wx and the W gradient;
+readout and elementwise work excluded, so the fraction is a lower bound).
+
+    python bench/ensemble_vs_loop.py [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+import numpy as np
+import torch
+
+from lazyrich import MLP, build, train
+from lazyrich.tasks import teacher_student
+
+
+def gemm_peak(threads: int, dtype=torch.float64, n: int = 1536, reps: int = 5) -> float:
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    t = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * n**3 * reps / (time.perf_counter() - t)
+
+
+def numpy_loop(x, y, W, a, lr, steps):
+    """Per configuration, full-batch GD on f = a·relu(Wx), loss mean (f−y)² (authors' normalisation)."""
+    n = x.shape[0]
+    for e in range(W.shape[0]):
+        w, v = W[e].copy(), a[e].copy()
+        for _ in range(steps):
+            z = x @ w.T                     # [n, h]
+            h = np.maximum(z, 0)
+            r = h @ v - y                   # [n]
+            g = (2.0 / n) * r
+            gv = h.T @ g
+            gz = np.outer(g, v) * (z > 0)
+            gw = gz.T @ x
+            w -= lr[e] * gw
+            v -= lr[e] * gv
+
+
+def case(name, d, h, n, E, steps, loop_members, threads, peak):
+    data = teacher_student(d, 3, n, 10, seed=0)
+    net = MLP((d, h, 1), "relu")
+    rows = [{"seed": s, "tau": 0.5, "delta": 0.0, "lr": 0.01} for s in range(E)]
+    ens = build(net, rows, scheme="sp", init="kunin", loss_scale=1.0)
+    flops = 4 * n * d * h
+    # naive: per-configuration NumPy loop on one thread
+    torch.set_num_threads(1)
+    x, y = data.x.numpy(), data.y[:, 0].numpy()
+    W, a = ens.params["W1"].numpy()[:loop_members], ens.params["W2"].numpy()[:loop_members, 0, :]
+    t = time.perf_counter()
+    numpy_loop(x, y, W, a, [0.01] * loop_members, steps)
+    loop_rate = loop_members * steps / (time.perf_counter() - t)
+    # ensemble: one batched computation
+    torch.set_num_threads(threads)
+    results = {}
+    for dtype in (torch.float64, torch.float32):
+        e = build(net, rows, scheme="sp", init="kunin", loss_scale=1.0, dtype=dtype)
+        d_ = type(data)(data.x.to(dtype), data.y.to(dtype))
+        train(e, d_, 2, "gd", record=[], observers=[])
+        t = time.perf_counter()
+        train(e, d_, steps, "gd", record=[], observers=[])
+        results[dtype] = E * steps / (time.perf_counter() - t)
+    print(f"\n## {name}: d={d}, h={h}, n={n}, E={E}, {steps} GD steps")
+    print(f"per-config NumPy loop (1 thread, {loop_members} configs): {loop_rate:,.0f} config-steps/s, "
+          f"{loop_rate * flops / 1e9:.2f} GFLOP/s = {loop_rate * flops / peak[1]:.1%} of 1-thread GEMM peak")
+    for dtype, rate in results.items():
+        p = peak[threads] if dtype == torch.float64 else peak[(threads, "f32")]
+        print(f"ensemble {str(dtype)[6:]} ({threads} threads): {rate:,.0f} config-steps/s = {rate / loop_rate:.1f}× the loop, "
+              f"{rate * flops / 1e9:.2f} GFLOP/s = {rate * flops / p:.1%} of {threads}-thread GEMM peak")
+    return loop_rate, results
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    th = args.threads
+    peak = {1: gemm_peak(1), th: gemm_peak(th), (th, "f32"): gemm_peak(th, torch.float32)}
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+          f"load {os.getloadavg()[0]:.2f}")
+    print(f"measured GEMM peak: float64 1 thread {peak[1] / 1e9:.1f} GFLOP/s, {th} threads {peak[th] / 1e9:.1f}; "
+          f"float32 {th} threads {peak[(th, 'f32')] / 1e9:.1f}")
+    s = 0.2 if args.quick else 1.0
+    case("small networks", 10, 50, 100, 256, int(500 * s), int(64 * s) or 8, th, peak)
+    case("Kunin Fig. 1 size", 100, 50, 1000, 64, int(100 * s) or 10, 8, th, peak)
+
+
+if __name__ == "__main__":
+    main()
