@@ -24,27 +24,25 @@ class Recorder:
     def table(self, members: pd.DataFrame | None = None) -> pd.DataFrame:
         if not self.blocks:
             return pd.DataFrame(columns=COLUMNS)
-        parts = []
-        for step, time, obs, layer, v in self.blocks:
+        sizes = [v.shape[0] * v.shape[1] for _, _, _, _, v in self.blocks]
+        cols: dict[str, list[np.ndarray]] = {c: [] for c in COLUMNS}
+        for (step, time, obs, layer, v), size in zip(self.blocks, sizes):
             E, K = v.shape
-            vals = v.to("cpu", torch.float64).numpy().reshape(-1)
-            parts.append(pd.DataFrame({
-                "member": np.repeat(np.arange(E), K),
-                "step": np.full(E * K, step, dtype=np.int64),
-                "time": np.repeat(time.to("cpu", torch.float64).numpy(), K),
-                "observable": obs, "layer": layer,
-                "index": np.tile(np.arange(K), E),
-                "value": vals,
-            }))
-        out = pd.concat(parts, ignore_index=True)
-        out["observable"] = out["observable"].astype("category")
-        out["layer"] = out["layer"].astype("category")
+            cols["member"].append(np.repeat(np.arange(E), K))
+            cols["step"].append(np.full(size, step, dtype=np.int64))
+            cols["time"].append(np.repeat(time.to("cpu", torch.float64).numpy(), K))
+            cols["index"].append(np.tile(np.arange(K), E))
+            cols["value"].append(v.to("cpu", torch.float64).numpy().reshape(-1))
+        names = [(o, l) for _, _, o, l, _ in self.blocks]
+        out = pd.DataFrame({c: np.concatenate(cols[c]) for c in ("member", "step", "time", "index", "value")})
+        out.insert(3, "observable", pd.Categorical(np.repeat([o for o, _ in names], sizes)))
+        out.insert(4, "layer", pd.Categorical(np.repeat([l for _, l in names], sizes)))
+        out = out[COLUMNS]
         if members is not None and len(members.columns):
             cfg = members.reset_index(drop=True).copy()
             cfg.insert(0, "member", np.arange(len(cfg)))
             out = out.merge(cfg, on="member", how="left")
-            cols = ["member", *[c for c in cfg.columns if c != "member"], *COLUMNS[1:]]
-            out = out[cols]
+            out = out[["member", *[c for c in cfg.columns if c != "member"], *COLUMNS[1:]]]
         return out
 
 

@@ -73,3 +73,15 @@ def test_spectral_update_has_spectral_norm_lr():
     for k in ("W1", "W2"):
         got = torch.linalg.matrix_norm(after[k] - ens.params[k], ord=2)
         assert torch.allclose(got, ens.lr[k], rtol=1e-12, atol=0)
+
+
+def test_schedules():
+    from lazyrich import Schedule
+    s = Schedule(decay="cosine", warmup=10, min_factor=0.1)
+    assert [s.factor(k, 110) for k in (0, 4, 9)] == pytest.approx([0.1, 0.5, 1.0])
+    assert s.factor(60, 110) == pytest.approx(0.1 + 0.9 * 0.5)
+    assert s.factor(110, 110) == pytest.approx(0.1)
+    st = Schedule(decay="step", step_every=5, step_factor=0.5)
+    assert [st.factor(k, 100) for k in (0, 4, 5, 12)] == [1.0, 1.0, 0.5, 0.25]
+    lin = Schedule(decay="linear", warmup=0)
+    assert lin.factor(50, 100) == pytest.approx(0.5)
