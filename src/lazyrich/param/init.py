@@ -52,7 +52,9 @@ def kunin_scales(tau: Tensor, delta: Tensor, lr_a: Tensor | float = 1.0, lr_w: T
     authors' `get_alpha`: ||w|| = τ α_code, |a| = τ/α_code)."""
     lr_a = torch.as_tensor(lr_a, dtype=tau.dtype)
     lr_w = torch.as_tensor(lr_w, dtype=tau.dtype)
-    a2 = (delta + torch.sqrt(delta**2 + 4 * lr_a * lr_w * tau**4)) / (2 * lr_w)
+    disc = torch.sqrt(delta**2 + 4 * lr_a * lr_w * tau**4)
+    # (δ + disc)/(2η_w) cancels for δ ≪ −τ²: use the conjugate form there
+    a2 = torch.where(delta >= 0, (delta + disc) / (2 * lr_w), 2 * lr_a * tau**4 / (disc - delta))
     a = torch.sqrt(a2)
     return a, tau**2 / a
 

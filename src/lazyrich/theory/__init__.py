@@ -1,0 +1,43 @@
+"""Exact theory: closed-form dynamics and predictions returning the observers' names, so any run
+overlays its prediction without glue (`overlay(run.records(), prediction)`).
+
+| module | solution |
+|---|---|
+| `single_neuron` | Kunin et al.: a(t), w(t), β, μ, φ, S(0,t) for any δ and rates; basin; implicit bias Ψ_δ |
+| `wide_linear` | Dominé et al. λ-balanced QQᵀ solution (function, grams, NTK); Kunin Thm 4.2 isotropic dynamics |
+| `saxe` | Saxe et al. sigmoidal modes and learning times |
+| `one_d` | 1-D-data two-layer linear net (Xu & Ziyin): p, ζ, NTK ratio, χ, phase boundary, mechanisms |
+| `agf` | Alternating Gradient Flows: generic algorithm and the linear-network closed form |
+| `balance` | blog's λ, ||Q||_op, per-neuron imbalance, Q under weight decay, exact GD drift, warmup |
+| `atanasov` | η* ∝ γ² / γ^{2/L} and the deep-linear toy model's sharpness |
+| `regime` | a-priori lazy / rich / ultra-rich predictor |
+
+Importing this package also registers the observers of `observables` (linear_map, single_neuron,
+one_d, ntk_ratio).
+"""
+from . import observables  # noqa: F401  (registers observers)
+from .agf import AGFPrediction, agf, linear_agf
+from .atanasov import lr_law, toy_max_lr, toy_sharpness
+from .balance import (PairBalance, conserved_step, conserved_under_decay, decay_rate, neuron_imbalance,
+                      one_d_step_factor, predict_balance, warmup_regime)
+from .one_d import laziness, mechanism, mechanism_case, one_d, one_d_inputs, phase, phase_exponent
+from .regime import RegimePrediction, predict_regime, predict_regime_from_table
+from .saxe import decoupled_init, half_time, learning_time, mode_strength, saxe, saxe_inputs
+from .single_neuron import (basin, interpolating_limit, interpolating_solution, potential, regime,
+                            single_neuron, single_neuron_inputs)
+from .trajectory import Trajectory, merge, overlay, trajectory
+from .wide_linear import aligned_mode, isotropic, lambda_balanced, linear_inputs, linear_ntk
+
+__all__ = [
+    "Trajectory", "trajectory", "merge", "overlay",
+    "single_neuron", "single_neuron_inputs", "basin", "regime", "potential", "interpolating_solution",
+    "interpolating_limit",
+    "lambda_balanced", "isotropic", "aligned_mode", "linear_ntk", "linear_inputs",
+    "saxe", "saxe_inputs", "mode_strength", "learning_time", "half_time", "decoupled_init",
+    "one_d", "one_d_inputs", "laziness", "phase", "phase_exponent", "mechanism", "mechanism_case",
+    "agf", "linear_agf", "AGFPrediction",
+    "predict_balance", "PairBalance", "neuron_imbalance", "decay_rate", "conserved_under_decay", "conserved_step",
+    "one_d_step_factor", "warmup_regime",
+    "lr_law", "toy_sharpness", "toy_max_lr",
+    "predict_regime", "predict_regime_from_table", "RegimePrediction",
+]

@@ -1,0 +1,107 @@
+"""A-priori regime predictor for two-layer networks f = Σ_k a_k σ(w_kᵀx): lazy, mixed, rich or ultra-rich
+from the configuration alone (widths, activation, per-neuron scale τ and imbalance δ, or a
+parametrization table with γ, init scale and learning rates) plus the data's scales.
+
+Numbers (rates absorbed: a' = m₂a, η_a' = η_a m₂², likewise for w), per neuron μ = |a|·||w|| (= τ²),
+δ = η_w a² − η_a||w||² and κ = η_w a² + η_a||w||² = √(δ² + 4η_aη_w μ²); Y = rms||y||/rms||x||:
+* fit-to-scale ratio B = Y/(mμ): how far the function must move relative to what the init expresses;
+* laziness number χ = mκ/(2√(η_aη_w)Y) (the 1-D solution's χ, `one_d.laziness`, with κ from δ):
+  the NTK magnitude changes by √(1 + χ⁻²) − 1 (`one_d.ntk_ratio_estimate`);
+* first-layer share f_w = η_w a²/κ = (1 + δ/κ)/2 of the NTK, which is also the share of the function
+  change made by the first layer in a lazy fit: the relative rotation of w is ρ_w ≈ f_w·B;
+* richness R: for piecewise-linear σ the rotation of w flips activation gates, R = 2f_w·B (= B when
+  balanced, → 2B upstream, → 0 downstream: Kunin et al.'s "get rich quick" vs delayed rich); for
+  linear σ only the kernel's shape and size move, R = max(4f_w(1 − f_w)·B, √(1 + χ⁻²) − 1).
+Boundary (stated, used by the test): lazy if R < 0.1, rich if R > 1, mixed in between, ultra-rich if
+rich and B > 10 (the init is a tenth of the needed scale: a plateau at the saddle, then drops).
+Checked in tests/theory/test_regime.py against the measured kernel distance on a 5×5 τ×δ grid of
+two-layer ReLU students (lazy ↔ S(0,T) < 0.05, rich/ultra-rich ↔ S > 0.3, mixed ↔ in between).
+Smooth activations (tanh, gelu) use the gate formula as an approximation. Horizon: downstream nets (f_w → 0) are predicted lazy; they turn rich after a delay ∝ |δ| that
+this predictor does not model.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from ..errors import require
+from ..models.activations import check
+from ..param.schemes import layer_table
+from .checks import positive
+from .one_d import ntk_ratio_estimate
+
+LAZY_BELOW, RICH_ABOVE, ULTRA_ABOVE = 0.1, 1.0, 10.0
+REGIMES = ("lazy", "mixed", "rich", "ultra-rich")
+
+
+@dataclass(frozen=True)
+class RegimePrediction:
+    """The predicted regime and the numbers behind it (module docstring)."""
+
+    regime: str
+    richness: float          # R
+    fit_ratio: float         # B
+    chi: float               # χ
+    first_layer_share: float  # f_w
+    ntk_ratio: float         # predicted Θ(∞)/Θ(0) magnitude ratio √(1 + χ⁻²)
+    delta_over_tau2: float   # δ/τ² (Kunin's imbalance at unit scale, rates absorbed)
+    boundary: str = (f"lazy R<{LAZY_BELOW}, mixed {LAZY_BELOW}≤R≤{RICH_ABOVE}, rich R>{RICH_ABOVE}, "
+                     f"ultra-rich R>{RICH_ABOVE} and B>{ULTRA_ABOVE}")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def predict_regime(widths: tuple[int, int, int], tau: float, delta: float, y_scale: float = 1.0,
+                   x_scale: float = 1.0, lr_a: float = 1.0, lr_w: float = 1.0,
+                   activation: str = "relu") -> RegimePrediction:
+    """Regime of a two-layer net (d, m, c) whose neurons have scale |a|·||w|| = τ² and imbalance
+    δ = η_w a² − η_a||w||² (Kunin's δ; at unit rates a² − ||w||²), for targets of rms norm `y_scale`
+    on inputs of rms norm `x_scale`. Rates are the layer learning rates (only their ratio and product
+    enter)."""
+    require(len(widths) == 3, f"the predictor covers two-layer nets (d, m, c); got widths {tuple(widths)}")
+    check(activation)
+    d, m, c = (int(w) for w in widths)
+    tau, y_scale, x_scale = positive(tau, "tau"), positive(y_scale, "y_scale"), positive(x_scale, "x_scale")
+    lr_a, lr_w = positive(lr_a, "lr_a"), positive(lr_w, "lr_w")
+    e = np.sqrt(lr_a * lr_w)
+    mu = tau**2
+    kappa = float(np.sqrt(delta**2 + 4 * e * e * mu * mu))
+    Y = y_scale / x_scale
+    B = Y / (m * mu)
+    chi = m * kappa / (2 * e * Y)
+    # f_w = (κ + δ)/(2κ); for δ < 0 write it as 2e²μ²/(κ(κ − δ)) to avoid cancellation
+    f_w = (kappa + delta) / (2 * kappa) if delta >= 0 else 2 * e * e * mu * mu / (kappa * (kappa - delta))
+    if activation == "linear":
+        R = max(4 * f_w * (1 - f_w) * B, ntk_ratio_estimate(chi) - 1)
+    else:
+        R = 2 * f_w * B
+    if R < LAZY_BELOW:
+        label = "lazy"
+    elif R <= RICH_ABOVE:
+        label = "mixed"
+    else:
+        label = "ultra-rich" if B > ULTRA_ABOVE else "rich"
+    return RegimePrediction(label, float(R), float(B), float(chi), float(f_w), ntk_ratio_estimate(chi),
+                            float(delta / (e * mu)))
+
+
+def predict_regime_from_table(widths: tuple[int, int, int], scheme: str = "mup", optimizer: str = "sgd",
+                              gamma: float = 1.0, lr: float = 1.0, std_scale: float = 1.0, y_scale: float = 1.0,
+                              x_scale: float = 1.0, activation: str = "relu",
+                              overrides: dict[str, dict[str, float]] | None = None) -> RegimePrediction:
+    """Regime of a Gaussian-initialised two-layer net under a parametrization (`lazyrich.param`):
+    typical neuron |a| = m₂σ_a√c, ||w|| = m₁σ_w√d, rates η·m² (multipliers absorbed), so
+    τ² = |a|·||w|| and δ = η_w'a'² − η_a'||w'||²."""
+    require(len(widths) == 3, f"the predictor covers two-layer nets (d, m, c); got widths {tuple(widths)}")
+    rows = {r.name: r for r in layer_table(widths, scheme, optimizer, gamma, None, False, overrides)}
+    w_row, a_row = rows["W1"], rows["W2"]
+    d, _, c = widths
+    a = a_row.multiplier * a_row.init_std * std_scale * np.sqrt(c)
+    w = w_row.multiplier * w_row.init_std * std_scale * np.sqrt(d)
+    require(a > 0 and w > 0, "the predictor needs nonzero initial weights in both layers")
+    lr_a = lr * a_row.lr_scale * a_row.multiplier**2
+    lr_w = lr * w_row.lr_scale * w_row.multiplier**2
+    delta = lr_w * a * a - lr_a * w * w
+    return predict_regime(widths, float(np.sqrt(a * w)), float(delta), y_scale, x_scale, lr_a, lr_w, activation)

@@ -1,0 +1,232 @@
+"""Two-layer linear networks f = W2 W1 x under gradient flow with whitened inputs.
+
+* `lambda_balanced`: Dominé et al. (ICLR 2025) exact solution for λ-balanced inits
+  W2ᵀW2/η2 − W1W1ᵀ/η1 = λ I. With Q = [W1ᵀ; W2] (unit rates) R = QQᵀ obeys the Riccati equation
+  Ṙ = FR + RF − R², F = [[−λ/2 I_d, Σ_yxᵀ], [Σ_yx, λ/2 I_c]], solved in closed form by
+  R(t) = e^{Ft} R₀ (I + Φ(t) R₀)⁻¹ e^{Ft}, Φ(t) = ∫₀ᵗ e^{2Fs} ds (Fukumizu's form after the
+  push-through identity: no F⁻¹, so λ = 0 and d ≠ c are allowed). The formula is a semigroup, so it
+  is applied over steps with ||F||·Δt ≤ ½ to stay well conditioned at any t. Unequal rates map to unit
+  rates exactly by V1 = (η2/η1)^{1/4} W1, V2 = (η1/η2)^{1/4} W2, time √(η1η2)·t, λ → √(η1η2)·λ.
+  Blocks of R give the network function W2W1, W1ᵀW1, W2W2ᵀ and hence the NTK at every time.
+  Verified against `lazyrich.flow` to 1e-8 (tests/theory/test_wide_linear.py), unequal rates included.
+* `isotropic`: Kunin et al. Theorem 4.2-type self-consistent dynamics. If Δ = η_aη_w Q = δ I_h then
+  η_a W1ᵀW1 = ½(−δ + √(δ² + 4η_aη_w PᵀP)) and η_w W2W2ᵀ = ½(δ + √(δ² + 4η_aη_w PPᵀ)) with the
+  root on the null space fixed by the rank (0 there when h < c for δ > 0, or h < d for δ < 0), and
+  Ṗ = −G·(η_a W1ᵀW1) − (η_w W2W2ᵀ)·G, G = P − Σ_yx, is closed in P; integrated by DOP853.
+  Verified against `lazyrich.flow` (same test file).
+* `aligned_mode`: Dominé et al. Thm 5.1 scalar dynamics ȧ = √(λ² + 4a²)(s − a) of one task mode.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy.integrate import solve_ivp
+
+from ..errors import LazyrichError, require
+from .checks import as_array, balanced, positive, regression_moments, whitened
+from .trajectory import Trajectory, trajectory
+
+PAIR = "W1-W2"
+
+
+def lambda_dims_ok(d: int, h: int, c: int, lam: float) -> None:
+    """When can W2ᵀW2/η2 − W1W1ᵀ/η1 = λ I_h hold? λ > 0 makes W2ᵀW2 ≻ 0, so h ≤ c; λ < 0 needs h ≤ d.
+    (Dominé et al. also assume min(d,c) ≤ h, a no-bottleneck condition of their derivation; the
+    QQᵀ solution here does not need it: verified with h < min(d, c).)"""
+    require(lam <= 0 or h <= c, f"precondition 'λ-balanced dimensions' violated: λ={lam:g} > 0 needs h ≤ c; got h={h}, c={c}")
+    require(lam >= 0 or h <= d, f"precondition 'λ-balanced dimensions' violated: λ={lam:g} < 0 needs h ≤ d; got h={h}, d={d}")
+
+
+def _riccati_flow(R0: np.ndarray, F: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """R(t) for every t in `times` (ascending, ≥ 0) by restarting the closed form in short steps."""
+    lam, O = np.linalg.eigh(F)
+    dt_max = 0.5 / max(float(np.abs(lam).max()), 1e-12)
+
+    def step(R: np.ndarray, dt: float) -> np.ndarray:
+        e = (O * np.exp(lam * dt)) @ O.T
+        with np.errstate(divide="ignore", invalid="ignore"):
+            phi = np.where(lam == 0, dt, np.expm1(2 * lam * dt) / (2 * lam))
+        Phi = (O * phi) @ O.T
+        out = e @ np.linalg.solve((np.eye(len(R)) + Phi @ R).T, R.T).T @ e  # R(I + ΦR)⁻¹
+        return 0.5 * (out + out.T)
+
+    out = np.empty((len(times), *R0.shape))
+    R, now = R0.copy(), 0.0
+    for i, t in enumerate(times):
+        span = float(t) - now
+        k = int(np.ceil(span / dt_max)) if span > 0 else 0
+        for _ in range(k):
+            R = step(R, span / k)
+        now = float(t)
+        out[i] = R
+    return out
+
+
+def _times(times: ArrayLike) -> np.ndarray:
+    t = as_array(times, "times").reshape(-1)
+    require(bool((t >= 0).all()) and bool((np.diff(t) >= 0).all()), "times must be non-negative and ascending")
+    return t
+
+
+def linear_ntk(input_gram: np.ndarray, output_gram: np.ndarray, x: ArrayLike, lr1: float = 1.0,
+               lr2: float = 1.0) -> np.ndarray:
+    """lr-weighted NTK of f = W2W1x from the grams: Θ_ab(x_i, x_j) = η2 δ_ab x_iᵀW1ᵀW1x_j +
+    η1 (W2W2ᵀ)_ab x_iᵀx_j; sample-major [n·c, n·c] like `lazyrich.observe.kernel` ([..., n·c, n·c])."""
+    X = as_array(x, "x", 2)
+    gi, go = np.asarray(input_gram), np.asarray(output_gram)
+    n, c = len(X), go.shape[-1]
+    a = X @ gi @ X.T  # [..., n, n]
+    b = X @ X.T
+    K = lr2 * a[..., :, None, :, None] * np.eye(c)[None, :, None, :] + lr1 * b[:, None, :, None] * go[..., None, :, None, :]
+    return K.reshape(*gi.shape[:-2], n * c, n * c)
+
+
+def _readouts(t: np.ndarray, P: np.ndarray, gi: np.ndarray, go: np.ndarray, sigma: np.ndarray, floor: float,
+              q: float, x: ArrayLike | None, lr1: float, lr2: float) -> Trajectory:
+    loss = 0.5 * ((P - sigma) ** 2).sum((-2, -1)) + floor
+    extra = {}
+    if x is not None:  # the NTK on the given inputs: kernel distance and magnitude over time
+        K = linear_ntk(gi, go, x, lr1, lr2)
+        norms = np.linalg.norm(K, axis=(-2, -1))
+        extra = {"kernel_distance": 1 - (K * K[0]).sum((-2, -1)) / (norms * norms[0]), "ntk_ratio": norms / norms[0]}
+    return trajectory(t, layers={"input_gram": "W1", "output_gram": "W2", "conserved_norm": PAIR},
+                      loss=loss, beta=P.reshape(len(t), -1), input_gram=gi.reshape(len(t), -1),
+                      output_gram=go.reshape(len(t), -1), conserved_norm=np.full(len(t), q), **extra)
+
+
+def lambda_balanced(times: ArrayLike, W1: ArrayLike, W2: ArrayLike, sigma_yx: ArrayLike, lr1: float = 1.0,
+                    lr2: float = 1.0, loss_floor: float = 0.0, x: ArrayLike | None = None,
+                    tol: float = 1e-8) -> Trajectory:
+    """Exact gradient flow of a λ-balanced two-layer linear net on whitened data (module docstring).
+
+    Observables: ``loss``, ``beta`` (W2W1, c×d row-major), ``input_gram`` (W1ᵀW1, layer W1),
+    ``output_gram`` (W2W2ᵀ, layer W2), ``conserved_norm`` (||λI||_F, constant); with inputs `x` also the
+    NTK's ``kernel_distance`` S(0,t) and ``ntk_ratio`` ||K_t||/||K_0|| (`linear_ntk` gives K itself). Precondition checked: Q = λ I at init (which
+    implies h ≤ c for λ > 0 and h ≤ d for λ < 0, see `lambda_dims_ok`).
+    """
+    t = _times(times)
+    A, B = as_array(W1, "W1", 2), as_array(W2, "W2", 2)
+    S = as_array(sigma_yx, "sigma_yx", 2)
+    h, d = A.shape
+    c = B.shape[0]
+    require(B.shape[1] == h and S.shape == (c, d), f"shapes do not chain: W1 {A.shape}, W2 {B.shape}, Σ_yx {S.shape}")
+    lr1, lr2 = positive(lr1, "lr1"), positive(lr2, "lr2")
+    Q = B.T @ B / lr2 - A @ A.T / lr1
+    lam = float(np.trace(Q)) / h
+    balanced(Q, lam, "λ-balanced init (W2ᵀW2/η2 − W1W1ᵀ/η1 = λI)", tol)
+    lambda_dims_ok(d, h, c, lam)
+    k = np.sqrt(lr1 * lr2)
+    V1, V2 = A * (lr2 / lr1) ** 0.25, B * (lr1 / lr2) ** 0.25
+    Qm = np.vstack([V1.T, V2])
+    lu = k * lam
+    F = np.block([[-lu / 2 * np.eye(d), S.T], [S, lu / 2 * np.eye(c)]])
+    R = _riccati_flow(Qm @ Qm.T, F, k * t)
+    gi = R[:, :d, :d] * np.sqrt(lr1 / lr2)
+    go = R[:, d:, d:] * np.sqrt(lr2 / lr1)
+    return _readouts(t, R[:, d:, :d], gi, go, S, loss_floor, abs(lam) * np.sqrt(h), x, lr1, lr2)
+
+
+def isotropic(times: ArrayLike, W1: ArrayLike, W2: ArrayLike, sigma_yx: ArrayLike, lr1: float = 1.0,
+              lr2: float = 1.0, loss_floor: float = 0.0, x: ArrayLike | None = None, rtol: float = 1e-12,
+              atol: float = 1e-13, tol: float = 1e-8) -> Trajectory:
+    """Kunin et al. Thm 4.2-type dynamics of P = W2W1 when Δ = η1η2 Q = δ I_h (module docstring).
+
+    Here W1 = W (rate η_w = lr1), W2 = Aᵀ (rate η_a = lr2). Preconditions checked: Q ∝ I at init,
+    h ≤ c when δ > 0, h ≤ d when δ < 0. When h < c (δ > 0) or h < d (δ < 0) the grams are functions
+    of P only while rank P = h; the solver stops with an error if a mode of P passes through zero.
+    Same observables as `lambda_balanced`.
+    """
+    t = _times(times)
+    A, B = as_array(W1, "W1", 2), as_array(W2, "W2", 2)
+    S = as_array(sigma_yx, "sigma_yx", 2)
+    h, d = A.shape
+    c = B.shape[0]
+    require(B.shape[1] == h and S.shape == (c, d), f"shapes do not chain: W1 {A.shape}, W2 {B.shape}, Σ_yx {S.shape}")
+    lr1, lr2 = positive(lr1, "lr1"), positive(lr2, "lr2")
+    Q = B.T @ B / lr2 - A @ A.T / lr1
+    q = float(np.trace(Q)) / h
+    balanced(Q, q, "isotropic imbalance (Δ = δ I)", tol)
+    delta = lr1 * lr2 * q
+    e = lr1 * lr2
+    require(delta <= 0 or h <= c, f"precondition 'isotropic Δ' violated: δ={delta:g} > 0 needs h ≤ c; got h={h}, c={c}")
+    require(delta >= 0 or h <= d, f"precondition 'isotropic Δ' violated: δ={delta:g} < 0 needs h ≤ d; got h={h}, d={d}")
+
+    def grams(P: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # η_a W1ᵀW1 (d×d): roots ½(−δ ± √(δ²+4σ²)); null directions of P carry 0 unless δ < 0 and h = d
+        ev, U = np.linalg.eigh(e * P.T @ P)
+        r = np.sqrt(delta**2 + 4 * np.maximum(ev, 0.0))
+        xv = 0.5 * (-delta + r)
+        if delta < 0:
+            xv[: d - h] = 0.0  # eigh ascending: the d − h null directions come first
+        X = (U * xv) @ U.T
+        ev, U = np.linalg.eigh(e * P @ P.T)
+        r = np.sqrt(delta**2 + 4 * np.maximum(ev, 0.0))
+        yv = 0.5 * (delta + r)
+        if delta > 0:
+            yv[: c - h] = 0.0
+        Y = (U * yv) @ U.T
+        return X, Y
+
+    def rhs(_t: float, p: np.ndarray) -> np.ndarray:
+        P = p.reshape(c, d)
+        X, Y = grams(P)
+        G = P - S
+        return (-(G @ X) - Y @ G).reshape(-1)
+
+    P0 = B @ A
+    fix = (delta > 0 and h < c) or (delta < 0 and h < d)
+    floor = 1e-6 * max(1.0, float(np.abs(S).max())) ** 2
+
+    def crossing(_t: float, p: np.ndarray) -> float:
+        # with a null-space fix the grams are functions of P only while rank P = h
+        sv = np.linalg.svd(p.reshape(c, d), compute_uv=False)
+        return float(sv[h - 1] ** 2 - floor) if fix else 1.0
+
+    crossing.terminal = True  # type: ignore[attr-defined]
+    sol = solve_ivp(rhs, (0.0, float(t[-1])), P0.reshape(-1), method="DOP853", t_eval=t, rtol=rtol, atol=atol,
+                    events=crossing)
+    if sol.status == 1:
+        raise LazyrichError(f"precondition 'rank P = h' violated at t={sol.t_events[0][0]:.4g} (h={h} < "
+                             f"{'c' if delta > 0 else 'd'}): a mode of P passes through zero and the grams stop being "
+                             "functions of P; use lambda_balanced (exact at any rank) or h = min(d, c)")
+    require(sol.success, f"isotropic dynamics failed to integrate: {sol.message}")
+    P = sol.y.T.reshape(len(t), c, d)
+    XY = [grams(p) for p in P]
+    gi = np.stack([x for x, _ in XY]) / lr2
+    go = np.stack([y for _, y in XY]) / lr1
+    return _readouts(t, P, gi, go, S, loss_floor, abs(q) * np.sqrt(h), x, lr1, lr2)
+
+
+def aligned_mode(times: ArrayLike, s: float, a0: float, lam: float) -> np.ndarray:
+    """Strength a(t) of a task-aligned mode (singular value s, initial a₀ > 0) of a λ-balanced linear net
+    at unit rates: ȧ = √(λ² + 4a²)(s − a) (Dominé et al. Thm 5.1; Kunin's μ-equation at φ = 1).
+
+    Closed form with u = tanh(θ/2), a = (λ/2) sinh θ: u(t) = (u₊ − E u₋)/(1 − E), E = C₀e^{−sgn(λ)Kt},
+    K = √(λ² + 4s²); λ = 0 is Saxe's sigmoid. Verified against an adaptive ODE solve (1e-10)."""
+    t = _times(times)
+    s, a0 = positive(s, "s"), positive(a0, "a0")
+    if lam == 0:
+        e = np.exp(-2 * s * t)
+        return s / (1 - e + e * s / a0)
+    K = np.sqrt(lam**2 + 4 * s * s)
+    up, um = (-lam + K) / (2 * s), (-lam - K) / (2 * s)
+    u0 = np.sign(lam) * 2 * a0 / (abs(lam) + np.sqrt(lam**2 + 4 * a0 * a0))
+    E = (u0 - up) / (u0 - um) * np.exp(-np.sign(lam) * K * t)
+    u = (up - E * um) / (1 - E)
+    return lam * u / (1 - u * u)
+
+
+def linear_inputs(ens, data, member: int = 0) -> dict:  # noqa: ANN001 - Ensemble, Data
+    """Keyword arguments of `lambda_balanced` / `isotropic` for one member of a two-layer linear
+    ensemble (unit multipliers, no biases) on whitened data."""
+    net = ens.net
+    require(net.depth == 2 and net.activation == "linear" and not net.bias,
+            f"needs a two-layer linear net without biases; got widths {net.widths}, {net.activation}")
+    for k, m in ens.multipliers.items():
+        require(bool((m[member] == 1).all()), f"the linear-network theory assumes multiplier 1; {k} has {float(m[member])}")
+    X = whitened(data.x)
+    sigma, half_y2 = regression_moments(X, data.y)
+    rates = ens.rates()
+    return {"W1": as_array(ens.params["W1"][member], "W1"), "W2": as_array(ens.params["W2"][member], "W2"),
+            "sigma_yx": sigma, "lr1": float(rates["W1"][member]), "lr2": float(rates["W2"][member]),
+            "loss_floor": half_y2 - 0.5 * float((sigma**2).sum())}
