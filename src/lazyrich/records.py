@@ -19,7 +19,8 @@ class Recorder:
 
     def add(self, step: int, time: Tensor, observable: str, layer: str, value: Tensor) -> None:
         v = value.detach()
-        self.blocks.append((step, time.detach(), observable, layer, v.reshape(v.shape[0], -1)))
+        # own copies: a view would keep its (possibly large) base tensor alive until the table is built
+        self.blocks.append((step, time.detach().clone(), observable, layer, v.reshape(v.shape[0], -1).clone()))
 
     def table(self, members: pd.DataFrame | None = None) -> pd.DataFrame:
         if not self.blocks:

@@ -146,7 +146,7 @@ def update_structure(ens: Ensemble, params: Params, data: Data, batch_sizes: Seq
     rows = []
     for b in batch_sizes:
         for t in range(trials):
-            idx = torch.randperm(n, generator=gen)[: int(b)]
+            idx = torch.randperm(n, generator=gen)[: int(b)].to(data.x.device)
             x, y = data.x.index_select(-2, idx), data.y.index_select(-2, idx)
             _, grads = loss_and_grads(ens, params, x, y, active)
             dw = grads[f"W{layer}"]

@@ -42,13 +42,15 @@ def _num(x: Any) -> str:
 def _claim_rows(claims: Sequence[Any], sub: bool = False) -> list[str]:
     rows = []
     for c in claims:
-        ok = c.passed
+        # a control's sub-claims must fail: their row is green when they do
+        ok = (not c.passed) if sub else c.passed
+        verdict = ("fails, as required" if ok else "PASSES: control broken") if sub else ("pass" if ok else "FAIL")
         cls = ("pass" if ok else "fail") + (" sub" if sub else "")
         rows.append(
             f'<tr class="{cls}"><td>{"↳ " if sub else ""}{html.escape(c.id)}</td><td>{html.escape(c.statement)}</td>'
             f'<td class="num">{_num(c.measured)}</td><td class="num">{_num(c.expected)}</td>'
             f'<td class="num">{html.escape(c.relation)}</td><td>{html.escape(c.provenance)}</td>'
-            f'<td>{html.escape(c.source)}</td><td class="verdict">{"pass" if ok else "FAIL"}</td></tr>')
+            f'<td>{html.escape(c.source)}</td><td class="verdict">{verdict}</td></tr>')
         rows.extend(_claim_rows(c.details, sub=True))
     return rows
 
@@ -103,7 +105,7 @@ def render_report(title: str, claims: Sequence[Any] | None = None, figures: Iter
     if notes:
         parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
     if config is not None:
-        text = json.dumps(dict(config), indent=1, default=_json_default, ensure_ascii=False)
+        text = "\n".join(f"{k}: {json.dumps(v, default=_json_default, ensure_ascii=False)}" for k, v in dict(config).items())
         parts.append(f"<h2>Configuration</h2><pre>{html.escape(text)}</pre>")
     env = dict(environment or {})
     if runtime is not None:
