@@ -49,3 +49,5 @@ def test_demo_quick_writes_records_and_figure(tmp_path):
     assert {"test_loss", "delta_k", "kernel_distance", "hamming"} <= set(rec.observable.astype(str))
     assert (tmp_path / "out" / "demo.png").stat().st_size > 10_000
     assert "records" in p.stdout and "figure" in p.stdout
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "data:image/png;base64" in html

@@ -48,12 +48,22 @@ def run_demo(out: Path, quick: bool = False) -> Iterator[str]:
     from .report.demo_figure import heatmaps
 
     heatmaps(records[records.status == "ok"], fig_path)
-    yield f"trained {len(mem)} members ({len(cfg['taus'])} τ × {len(cfg['deltas'])} δ × {cfg['seeds']} seeds) for {cfg['steps']} GD steps as one ensemble in {time.perf_counter() - t0:.1f} s"
+    elapsed = time.perf_counter() - t0
+    final = records[(records.step == records.step.max()) & (records.observable == "test_loss") & (records.status == "ok")]
+    best = final.groupby(["tau", "delta"])["value"].mean().idxmin()
+    from .report.html import write_report
+
+    config = {k: (list(map(float, v)) if isinstance(v, np.ndarray) else v) for k, v in cfg.items()}
+    report = write_report(out / "report.html", "lazyrich demo: τ×δ grid of two-layer ReLU students",
+                          figures=[(fig_path, "Final test loss, δ_k drift, kernel distance, Hamming and parameter distance over τ (init scale) and δ (upstream > 0).")],
+                          config={**config, "lr": f"{LR0} / tau**2", "loss": "mean (f - y)^2 (Kunin et al.'s code, loss_scale=1)"},
+                          runtime=elapsed,
+                          summary=f"{len(mem)} members trained as one ensemble; lowest final test loss at τ={best[0]:.3g}, δ={best[1]:.3g}.")
+    yield f"trained {len(mem)} members ({len(cfg['taus'])} τ × {len(cfg['deltas'])} δ × {cfg['seeds']} seeds) for {cfg['steps']} GD steps as one ensemble in {elapsed:.1f} s"
     n_div = int((status.status == "diverged").sum())
     if n_div:
         yield f"{n_div} member(s) diverged (recorded with status and step; left out of the figure)"
     yield f"records ({len(records)} rows): {records_path}"
     yield f"figure: {fig_path}"
-    final = records[(records.step == records.step.max()) & (records.observable == "test_loss") & (records.status == "ok")]
-    best = final.groupby(["tau", "delta"])["value"].mean().idxmin()
+    yield f"report: {report}"
     yield f"lowest test loss at τ={best[0]:.3g}, δ={best[1]:.3g} (Kunin et al.: small τ, upstream δ > 0)"
