@@ -71,3 +71,14 @@ def test_gd_time_axis_is_sum_of_lrs(setting):
     run = train(ens, data, 10, "gd", schedule=sched, record=[10])
     want = ens.base_lr * sum(sched.factor(k, 10) for k in range(10))
     assert torch.allclose(run.time, want, rtol=1e-14)
+
+
+def test_fused_kernel_equals_batched_to_rounding(setting):
+    data, rows = setting
+    net = MLP((5, 12, 1), "relu")
+    ens = build(net, rows, scheme="mup")
+    a = train(ens, data, 40, "gd", record=[0, 40], kernel="batched")
+    b = train(ens, data, 40, "gd", record=[0, 40], kernel="fused")
+    for k in ens.params:
+        assert float((a.ens.params[k] - b.ens.params[k]).abs().max()) <= 1e-12
+    assert float((a.ens.params["W1"] - a.params0["W1"]).abs().max()) > 1e-3

@@ -76,7 +76,7 @@ def flow(ens: Ensemble, data: Data, times: Sequence[float], observers: Iterable[
         ys = y0.unsqueeze(0)
     else:
         try:
-            ys = odeint(rhs, y0, t, rtol=rtol, atol=atol, method=method, options={"norm": norm, "max_num_steps": max_steps})
+            ys = odeint(rhs, y0, t, rtol=rtol, atol=atol, method=method, options={"norm": norm, "max_num_steps": max_steps, "step_t": t[1:]})  # land on record times, no interpolant
         except AssertionError as exc:  # torchdiffeq signals step exhaustion by assertion
             if "max_num_steps" not in str(exc):
                 raise

@@ -1,0 +1,102 @@
+"""`lazyrich sweep CONFIG.yaml` and `lazyrich runs list | show | export`."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .store import DEFAULT_STORE
+
+STORE_HELP = "DuckDB results file"
+
+
+def sweep_cmd(
+    config: Path = typer.Argument(..., help="sweep file (YAML), e.g. examples/quick.yaml"),
+    store: Path = typer.Option(DEFAULT_STORE, "--store", help=STORE_HELP),
+    resume: bool = typer.Option(False, "--resume", help="continue the newest unfinished run of this sweep"),
+    backend: str = typer.Option("local", "--backend", help="local (in-process) or dask"),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="join a Dask cluster, e.g. tcp://host:8786"),
+    workers: Optional[int] = typer.Option(None, "--workers", help="start a Dask LocalCluster with N workers"),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads per chunk (default 1)"),
+    quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
+) -> None:
+    """Run a sweep: every member trained, every chunk stored as it finishes."""
+    from .run import run_sweep
+    from .validate import load_spec
+
+    spec = load_spec(config)  # validated before anything is written
+    out = run_sweep(spec, store, resume=resume, backend=backend, scheduler=scheduler, workers=workers,
+                    device=device, threads=threads, progress=not quiet)
+    status = ", ".join(f"{n} {s}" for s, n in sorted(out.member_status.items()))
+    if out.computed == 0 and out.skipped == out.chunks:
+        typer.echo(f"run {out.run_id} was already complete ({out.members} members: {status}); nothing to do")
+        return
+    resumed = f", {out.skipped} already stored" if out.skipped else ""
+    typer.echo(f"run {out.run_id}: {out.members} members in {out.chunks} chunks ({out.computed} computed{resumed}); "
+               f"{status}; {out.wall_s:.1f} s, {out.steps_per_s:,.0f} config-steps/s")
+    typer.echo(f"store {out.store}: lazyrich runs show {out.run_id} --store {out.store}")
+
+
+runs_app = typer.Typer(no_args_is_help=True, help="Inspect and export stored sweep runs.")
+
+
+@runs_app.command("list")
+def runs_list(store: Path = typer.Option(DEFAULT_STORE, "--store", help=STORE_HELP)) -> None:
+    """One line per run: id, status, members, chunks done, device, backend, start."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .store import Store
+
+    frame = Store(store).runs()
+    if frame.empty:
+        typer.echo(f"no runs in {store}")
+        return
+    table = Table(title=str(store))
+    for col in ("run_id", "status", "members", "chunks", "device", "backend", "started (UTC)"):
+        table.add_column(col)
+    for r in frame.itertuples():
+        table.add_row(r.run_id, r.status, str(r.n_members), f"{r.chunks_done}/{r.n_chunks}", r.device, r.backend,
+                      f"{r.started_at:%Y-%m-%d %H:%M:%S}")
+    Console(width=160).print(table)
+
+
+@runs_app.command("show")
+def runs_show(run: str = typer.Argument(..., help="run id, a unique prefix of one, or 'latest'"),
+              store: Path = typer.Option(DEFAULT_STORE, "--store", help=STORE_HELP)) -> None:
+    """A run's metadata, member status and recorded observables."""
+    from .store import Store
+
+    db = Store(store)
+    info = db.run(db.resolve(run))
+    for key in ("run_id", "name", "status", "code_version", "device", "backend", "threads", "host", "started_at", "ended_at"):
+        typer.echo(f"{key:>13}: {info[key]}")
+    typer.echo(f"{'members':>13}: {info['n_members']} ({', '.join(f'{n} {s}' for s, n in info['member_status'].items())})")
+    typer.echo(f"{'chunks':>13}: {info['chunks_done']}/{info['n_chunks']} stored")
+    obs = info["observables"]
+    if len(obs):
+        typer.echo(f"{'observables':>13}:")
+        typer.echo(obs.to_string(index=False))
+
+
+@runs_app.command("export")
+def runs_export(run: str = typer.Argument(..., help="run id, a unique prefix of one, or 'latest'"),
+                fmt: str = typer.Option("parquet", "--format", help="parquet or csv"),
+                out: Optional[Path] = typer.Option(None, "--out", help="output file (default: next to the store)"),
+                store: Path = typer.Option(DEFAULT_STORE, "--store", help=STORE_HELP)) -> None:
+    """Write a run's records, joined with each member's configuration, as Parquet or CSV."""
+    from ..errors import require
+    from .store import Store
+
+    require(fmt in ("parquet", "csv"), f"--format {fmt!r}: use parquet or csv")
+    db = Store(store)
+    run_id = db.resolve(run)
+    path = db.export(run_id, out or store.parent / f"{run_id}.{fmt}", fmt)
+    typer.echo(f"wrote {path}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("sweep")(sweep_cmd)
+    app.add_typer(runs_app, name="runs")
