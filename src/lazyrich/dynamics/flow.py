@@ -16,7 +16,6 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 from torch import Tensor
-from torchdiffeq import odeint
 
 from ..ensemble import Ensemble
 from ..errors import LazyrichError, require
@@ -43,6 +42,8 @@ def flow(ens: Ensemble, data: Data, times: Sequence[float], observers: Iterable[
          max_steps: int = 1_000_000) -> Run:
     """Integrate gradient flow and record observers at `times` (ascending, starting at 0).
     The record's `step` column is the index of the recorded time."""
+    from torchdiffeq import odeint  # imported here: it costs ~0.5 s at every CLI start
+
     t = torch.as_tensor(list(times), dtype=ens.base_lr.dtype)
     require(t.numel() >= 1 and float(t[0]) == 0.0 and bool((t[1:] > t[:-1]).all()),
             "times must start at 0 and increase strictly, e.g. [0, 0.5, 1, 2]")

@@ -94,6 +94,18 @@ def _readouts(t: np.ndarray, P: np.ndarray, gi: np.ndarray, go: np.ndarray, sigm
                       output_gram=go.reshape(len(t), -1), conserved_norm=np.full(len(t), q), **extra)
 
 
+def _setup(times: ArrayLike, W1: ArrayLike, W2: ArrayLike, sigma_yx: ArrayLike, lr1: float, lr2: float):
+    """Checked arrays, shapes and the lr-weighted imbalance Q shared by the two-layer solutions."""
+    t = _times(times)
+    A, B = as_array(W1, "W1", 2), as_array(W2, "W2", 2)
+    S = as_array(sigma_yx, "sigma_yx", 2)
+    h, d = A.shape
+    c = B.shape[0]
+    require(B.shape[1] == h and S.shape == (c, d), f"shapes do not chain: W1 {A.shape}, W2 {B.shape}, Σ_yx {S.shape}")
+    lr1, lr2 = positive(lr1, "lr1"), positive(lr2, "lr2")
+    return t, A, B, S, h, d, c, lr1, lr2, B.T @ B / lr2 - A @ A.T / lr1
+
+
 def lambda_balanced(times: ArrayLike, W1: ArrayLike, W2: ArrayLike, sigma_yx: ArrayLike, lr1: float = 1.0,
                     lr2: float = 1.0, loss_floor: float = 0.0, x: ArrayLike | None = None,
                     tol: float = 1e-8) -> Trajectory:
@@ -104,14 +116,7 @@ def lambda_balanced(times: ArrayLike, W1: ArrayLike, W2: ArrayLike, sigma_yx: Ar
     NTK's ``kernel_distance`` S(0,t) and ``ntk_ratio`` ||K_t||/||K_0|| (`linear_ntk` gives K itself). Precondition checked: Q = λ I at init (which
     implies h ≤ c for λ > 0 and h ≤ d for λ < 0, see `lambda_dims_ok`).
     """
-    t = _times(times)
-    A, B = as_array(W1, "W1", 2), as_array(W2, "W2", 2)
-    S = as_array(sigma_yx, "sigma_yx", 2)
-    h, d = A.shape
-    c = B.shape[0]
-    require(B.shape[1] == h and S.shape == (c, d), f"shapes do not chain: W1 {A.shape}, W2 {B.shape}, Σ_yx {S.shape}")
-    lr1, lr2 = positive(lr1, "lr1"), positive(lr2, "lr2")
-    Q = B.T @ B / lr2 - A @ A.T / lr1
+    t, A, B, S, h, d, c, lr1, lr2, Q = _setup(times, W1, W2, sigma_yx, lr1, lr2)
     lam = float(np.trace(Q)) / h
     balanced(Q, lam, "λ-balanced init (W2ᵀW2/η2 − W1W1ᵀ/η1 = λI)", tol)
     lambda_dims_ok(d, h, c, lam)
@@ -136,14 +141,7 @@ def isotropic(times: ArrayLike, W1: ArrayLike, W2: ArrayLike, sigma_yx: ArrayLik
     of P only while rank P = h; the solver stops with an error if a mode of P passes through zero.
     Same observables as `lambda_balanced`.
     """
-    t = _times(times)
-    A, B = as_array(W1, "W1", 2), as_array(W2, "W2", 2)
-    S = as_array(sigma_yx, "sigma_yx", 2)
-    h, d = A.shape
-    c = B.shape[0]
-    require(B.shape[1] == h and S.shape == (c, d), f"shapes do not chain: W1 {A.shape}, W2 {B.shape}, Σ_yx {S.shape}")
-    lr1, lr2 = positive(lr1, "lr1"), positive(lr2, "lr2")
-    Q = B.T @ B / lr2 - A @ A.T / lr1
+    t, A, B, S, h, d, c, lr1, lr2, Q = _setup(times, W1, W2, sigma_yx, lr1, lr2)
     q = float(np.trace(Q)) / h
     balanced(Q, q, "isotropic imbalance (Δ = δ I)", tol)
     delta = lr1 * lr2 * q
