@@ -111,6 +111,7 @@ def train(ens: Ensemble, data: Data, steps: int, optimizer: OptimizerSpec | str 
     gen = torch.Generator().manual_seed(int(data_seed))
     recorder, memory = Recorder(), {}
     bound = None
+    all_active = True
     rec_set = set(rec_steps)
     for k in range(steps + 1):
         idx = None
@@ -125,6 +126,7 @@ def train(ens: Ensemble, data: Data, steps: int, optimizer: OptimizerSpec | str 
         if bool(bad.any()):
             diverged[bad.cpu().numpy()] = k
             active = active & ~bad
+            all_active = False
         if k in rec_set:
             cur = ens.with_params(params)
             st = State(cur, params0, data, k, time, {"loss": full_loss} if full_loss is not None else {}, memory)
@@ -136,8 +138,11 @@ def train(ens: Ensemble, data: Data, steps: int, optimizer: OptimizerSpec | str 
         f = schedule.factor(k, steps)
         lr = {name: v * f for name, v in ens.lr.items()}
         new_params, new_state = optim.step(spec, params, grads, state, lr, ens.weight_decay)
-        params = {name: _where(active, new_params[name], params[name]) for name in params}
-        state = {name: {s: (_where(active, v, state[name][s]) if v.dim() else v) for s, v in st_.items()}
-                 for name, st_ in new_state.items()}
+        if all_active:  # common case: no masking pass over every tensor
+            params, state = new_params, new_state
+        else:
+            params = {name: _where(active, new_params[name], params[name]) for name in params}
+            state = {name: {s: (_where(active, v, state[name][s]) if v.dim() else v) for s, v in st_.items()}
+                     for name, st_ in new_state.items()}
         time = time + torch.where(active, ens.base_lr * f, torch.zeros_like(time))
     return Run(ens.with_params(params), params0, recorder, diverged, time)
