@@ -53,3 +53,13 @@ def balanced(q: np.ndarray, lam: float, what: str, tol: float = 1e-8) -> None:
     if not err <= tol:
         raise LazyrichError(f"precondition '{what}' violated: Q − λI is off by {err:.2e} (relative, > {tol:g}); "
                             "initialise with lazyrich.param.init.lambda_balanced (or balanced_chain)")
+
+
+def linear_regression_inputs(ens, data, member: int, theory: str) -> tuple[np.ndarray, np.ndarray, float]:
+    """Shared precondition of the linear-network solutions: unit multipliers for `member` and whitened
+    inputs. Returns (X, Σ_yx rows, ½ mean ||y||² floor term)."""
+    for k, m in ens.multipliers.items():
+        require(bool((m[member] == 1).all()), f"the {theory} theory assumes multiplier 1; {k} has {float(m[member])}")
+    X = whitened(data.x)
+    sigma, half_y2 = regression_moments(X, data.y)
+    return X, sigma, half_y2

@@ -23,7 +23,7 @@ from numpy.typing import ArrayLike
 from scipy.optimize import minimize
 
 from ..errors import require
-from .checks import as_array, positive, regression_moments, whitened
+from .checks import as_array, linear_regression_inputs, positive
 from .trajectory import Trajectory, trajectory
 
 PAIR = "W1-W2"
@@ -145,10 +145,7 @@ def single_neuron_inputs(ens, data, member: int = 0) -> dict:  # noqa: ANN001 - 
     net = ens.net
     require(net.widths[1:] == (1, 1) and net.activation == "linear" and not net.bias,
             f"single neuron needs widths (d, 1, 1), activation 'linear', no bias; got {net.widths}, {net.activation}")
-    for k, m in ens.multipliers.items():
-        require(bool((m[member] == 1).all()), f"single neuron theory assumes multiplier 1; {k} has {float(m[member])}")
-    X = whitened(data.x)
-    sigma, half_y2 = regression_moments(X, data.y)
+    X, sigma, half_y2 = linear_regression_inputs(ens, data, member, "single neuron")
     rates = ens.rates()
     bstar = sigma[0]
     return {"a0": float(ens.params["W2"][member, 0, 0]), "w0": as_array(ens.params["W1"][member, 0], "w0"),

@@ -23,7 +23,7 @@ from numpy.typing import ArrayLike
 from scipy.integrate import solve_ivp
 
 from ..errors import LazyrichError, require
-from .checks import as_array, balanced, positive, regression_moments, whitened
+from .checks import as_array, balanced, linear_regression_inputs, positive
 from .trajectory import Trajectory, trajectory
 
 PAIR = "W1-W2"
@@ -220,10 +220,7 @@ def linear_inputs(ens, data, member: int = 0) -> dict:  # noqa: ANN001 - Ensembl
     net = ens.net
     require(net.depth == 2 and net.activation == "linear" and not net.bias,
             f"needs a two-layer linear net without biases; got widths {net.widths}, {net.activation}")
-    for k, m in ens.multipliers.items():
-        require(bool((m[member] == 1).all()), f"the linear-network theory assumes multiplier 1; {k} has {float(m[member])}")
-    X = whitened(data.x)
-    sigma, half_y2 = regression_moments(X, data.y)
+    X, sigma, half_y2 = linear_regression_inputs(ens, data, member, "linear-network")
     rates = ens.rates()
     return {"W1": as_array(ens.params["W1"][member], "W1"), "W2": as_array(ens.params["W2"][member], "W2"),
             "sigma_yx": sigma, "lr1": float(rates["W1"][member]), "lr2": float(rates["W2"][member]),
