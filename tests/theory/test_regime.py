@@ -1,4 +1,14 @@
-"""A-priori regime predictor vs the measured kernel distance on a τ×δ grid of two-layer ReLU students."""
+"""A-priori regime predictor vs the measured kernel distance on τ×δ grids of two-layer ReLU students.
+
+Three grids, all Kunin et al.'s Fig. 1 student (symmetric init, f₀ ≡ 0, inputs on the sphere) at small
+size, measured band lazy S(0,T) < 0.05, rich S > 0.3, mixed in between:
+  one    d=5,  m=20, n=50,  1 teacher neuron,  τ ∈ 10^[−2, 0.5], lr 0.01/max(κ, 0.1), 8000 steps, ½·MSE
+  three  the same with Kunin's 3-neuron teacher
+  paper  d=20, m=20, n=200, 3 teacher neurons, the paper's ranges τ ∈ 10^[−1, 0.3] and lr 5e-3/τ²,
+         10⁴ steps (its panel), loss without ½ (the authors' code)
+"""
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -6,67 +16,149 @@ import torch
 from lazyrich import MLP, build, train
 from lazyrich.errors import LazyrichError
 from lazyrich.tasks import teacher_student
-from lazyrich.theory import predict_regime, predict_regime_from_table
+from lazyrich.theory import (predict_regime, predict_regime_from_table, predict_regime_on_data,
+                             relinearized_kernel_distance)
+from lazyrich.theory.relinearized import jacobian, linearized_step
 
-D, M, N = 5, 20, 50
-TAUS, DELTAS = np.logspace(-2, 0.5, 5), np.linspace(-1, 1, 5)
+GRIDS = {  # d, m, n, teacher neurons, taus, steps, lr(τ, κ), loss_scale
+    "one": (5, 20, 50, 1, np.logspace(-2, 0.5, 5), 8000, lambda tau, kappa: 0.01 / max(kappa, 0.1), 0.5),
+    "three": (5, 20, 50, 3, np.logspace(-2, 0.5, 5), 8000, lambda tau, kappa: 0.01 / max(kappa, 0.1), 0.5),
+    "paper": (20, 20, 200, 3, np.logspace(-1, 0.3, 5), 10_000, lambda tau, kappa: 5e-3 / tau**2, 1.0),
+}
+DELTAS = np.linspace(-1, 1, 5)
 
 
-def _kunin_params(gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
+def _kunin_params(gen: torch.Generator, d: int, m: int, taus, lr) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
     """Kunin et al.'s symmetric init (f₀ ≡ 0) at every (τ, δ), one direction set for all cells. Built
     here with a² = 2τ⁴/(√(δ² + 4τ⁴) − δ) for δ < 0: the core `kunin_scales` loses ~1e-11 to
     cancellation there and its self-check refuses τ = 0.01, δ = −1."""
-    w = torch.randn(M // 2, D, generator=gen, dtype=torch.float64)
+    w = torch.randn(m // 2, d, generator=gen, dtype=torch.float64)
     w = torch.cat([w, w]) / w.norm(dim=1).repeat(2)[:, None]
-    a = torch.sign(torch.randn(M // 2, generator=gen, dtype=torch.float64))
+    a = torch.sign(torch.randn(m // 2, generator=gen, dtype=torch.float64))
     a = torch.cat([a, -a])
     W1, W2, rows = [], [], []
-    for tau in TAUS:
+    for tau in taus:
         for delta in DELTAS:
             disc = np.sqrt(delta**2 + 4 * tau**4)
             a2 = (delta + disc) / 2 if delta >= 0 else 2 * tau**4 / (disc - delta)
             an = np.sqrt(a2)
             W1.append(w * (tau**2 / an))
             W2.append((a * an)[None])
-            rows.append({"tau": float(tau), "delta": float(delta), "lr": 0.01 / max(disc, 0.1)})
+            rows.append({"tau": float(tau), "delta": float(delta), "lr": lr(tau, disc)})
     return torch.stack(W1), torch.stack(W2), rows
 
 
-def _grid_agreement(teacher_neurons: int) -> tuple[float, list]:
-    data = teacher_student(d=D, k=teacher_neurons, n=N, n_test=10, seed=0)
-    W1, W2, rows = _kunin_params(torch.Generator().manual_seed(1))
-    ens = build(MLP((D, M, 1), "relu"), rows, scheme="sp")
+def _band(s: float) -> str:
+    return "lazy" if s < 0.05 else ("rich" if s > 0.3 else "mixed")
+
+
+def _agrees(measured: str, predicted: str) -> bool:
+    return measured == predicted or (measured == "rich" and predicted == "ultra-rich")
+
+
+@functools.cache
+def _grid(name: str) -> dict:
+    """Train the grid once; the configuration-only and the on-data predictions per cell."""
+    d, m, n, k, taus, steps, lr, loss_scale = GRIDS[name]
+    data = teacher_student(d=d, k=k, n=n, n_test=10, seed=0)
+    W1, W2, rows = _kunin_params(torch.Generator().manual_seed(1), d, m, taus, lr)
+    ens = build(MLP((d, m, 1), "relu"), rows, scheme="sp", loss_scale=loss_scale)
     ens = ens.with_params({"W1": W1, "W2": W2})
-    for name in ens.lr:
-        ens.lr[name] = ens.base_lr.clone()
-        ens.multipliers[name] = torch.ones(len(rows), dtype=torch.float64)
-    run = train(ens, data, 8000, record=[0, 8000], observers=("loss", "kernel_distance"))
+    for p in ens.lr:
+        ens.lr[p] = ens.base_lr.clone()
+        ens.multipliers[p] = torch.ones(len(rows), dtype=torch.float64)
+    run = train(ens, data, steps, record=[0, steps], observers=("loss", "kernel_distance"), kernel="fused")
     assert (run.diverged_step < 0).all()
     S = run.final("kernel_distance").sort_index().to_numpy()
     y_scale = float(data.y.pow(2).sum(1).mean().sqrt())
     x_scale = float(data.x.pow(2).sum(1).mean().sqrt())
-    agree = []
-    for row, s in zip(rows, S):
-        pred = predict_regime((D, M, 1), row["tau"], row["delta"], y_scale, x_scale).regime
-        measured = "lazy" if s < 0.05 else ("rich" if s > 0.3 else "mixed")
-        agree.append(measured == pred or (measured == "rich" and pred == "ultra-rich"))
-    return float(np.mean(agree)), list(zip([(r["tau"], r["delta"]) for r in rows], S.round(3), agree))
+    cells = []
+    for i, (row, s) in enumerate(zip(rows, S)):
+        config = predict_regime((d, m, 1), row["tau"], row["delta"], y_scale, x_scale)
+        on_data = predict_regime_on_data(data.x, data.y, W1[i], W2[i], steps, row["lr"], row["lr"], "relu", loss_scale)
+        cells.append({"tau": row["tau"], "delta": row["delta"], "S": float(s), "S_hat": on_data.kernel_distance,
+                      "config": config.regime, "on_data": on_data.regime, "measured": _band(float(s))})
+    frac = {key: float(np.mean([_agrees(c["measured"], c[key]) for c in cells])) for key in ("config", "on_data")}
+    return {"cells": cells, **frac}
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: with Kunin's three-neuron teacher, downstream cells turn "
-                   "delayed-rich within the window (S 0.08-0.20), which the predictor does not model: 17/25 measured")
-def test_predictor_on_kunin_three_neuron_teacher():
-    frac, cells = _grid_agreement(3)
-    assert frac >= 0.9, cells
+def _show(g: dict) -> str:
+    return "; ".join(f"τ={c['tau']:.3g} δ={c['delta']:+.1f} S={c['S']:.3f} Ŝ={c['S_hat']:.3f} "
+                     f"config={c['config']} data={c['on_data']}" for c in g["cells"])
 
 
 def test_predictor_agrees_with_measured_kernel_distance_on_a_5x5_grid():
-    """Kunin Fig. 1 setup at small size (d = 5, m = 20, n = 50, one teacher neuron, inputs on the
-    sphere, symmetric init), GD for 8000 steps at lr = 0.01/max(κ, 0.1) so every cell runs the same
-    number of NTK time constants. Measured band: lazy S < 0.05, rich S > 0.3, mixed in between."""
-    frac, cells = _grid_agreement(1)
-    assert frac >= 0.9, cells
-    assert max(s for (tau, _), s, _ in cells if tau > 0.5) < 0.05  # large scale: lazy at every δ
+    """One teacher neuron: both predictors agree on ≥ 90% of the cells (measured: 25/25 each)."""
+    g = _grid("one")
+    assert g["config"] >= 0.9 and g["on_data"] >= 0.9, _show(g)
+    assert max(c["S"] for c in g["cells"] if c["tau"] > 0.5) < 0.05  # large scale: lazy at every δ
+
+
+@pytest.mark.parametrize("name", ["three", "paper"])
+def test_horizon_aware_predictor_beats_configuration_alone_on_kunin_teacher(name):
+    """With Kunin's three-neuron teacher downstream cells turn delayed-rich within the horizon; the
+    configuration-only predictor calls them lazy (measured 17/25 and 18/25 agreement), the on-data
+    predictor sees them coming (21/25, 22/25; the margin 0.12 = 3 cells is below the measured 4)."""
+    g = _grid(name)
+    assert g["on_data"] >= g["config"] + 0.12, _show(g)
+
+
+@pytest.mark.xfail(strict=True, reason="known gap: the issue asks ≥ 90% on Kunin's 3-neuron teacher; measured "
+                   "84% ('three') and 88% ('paper'): misses sit at the band edges (S 0.08 vs Ŝ 0.05; S 0.27 with R 1.9)")
+@pytest.mark.parametrize("name", ["three", "paper"])
+def test_predictor_on_kunin_three_neuron_teacher(name):
+    g = _grid(name)
+    assert g["on_data"] >= 0.9, _show(g)
+
+
+def test_relinearized_prediction_tracks_delayed_rich_kernel_distance():
+    """Away from the get-rich-quick corner (upstream, τ < 0.3), Ŝ is within a factor 2.5 of the measured S
+    wherever S > 0.02, on all three grids (measured ratios 0.48-1.70; the factor was set after seeing them,
+    as the docstring of `relinearized` says: "within a factor ≈ 2")."""
+    for name in GRIDS:
+        for c in _grid(name)["cells"]:
+            if c["S"] > 0.02 and not (c["delta"] > 0 and c["tau"] < 0.3):
+                assert 1 / 2.5 <= c["S_hat"] / c["S"] <= 2.5, (name, c)
+
+
+def test_linearized_step_matches_autograd_linearized_flow():
+    """The closed form (eigenbasis of the n·c × n·c kernel) equals the matrix exponential of gradient flow
+    on the autograd-linearized net in parameter space (float64), and its Jacobian equals autograd's."""
+    from scipy.linalg import expm
+
+    gen = torch.Generator().manual_seed(3)
+    n, d, m, c = 12, 4, 6, 2
+    x = torch.randn(n, d, generator=gen, dtype=torch.float64)
+    y = torch.randn(n, c, generator=gen, dtype=torch.float64)
+    W = torch.randn(m, d, generator=gen, dtype=torch.float64) * 0.7
+    A = torch.randn(c, m, generator=gen, dtype=torch.float64) * 0.3
+    lr_w, lr_a, steps, s = 0.05, 0.2, 40, 0.5
+
+    def f(theta):
+        Wt, At = theta[: m * d].reshape(m, d), theta[m * d:].reshape(c, m)
+        return (torch.tanh(x @ Wt.T) @ At.T).reshape(-1)
+
+    theta0 = torch.cat([W.reshape(-1), A.reshape(-1)])
+    J = torch.autograd.functional.jacobian(f, theta0)  # [n·c, m·d + c·m]
+    j_a, j_w = jacobian(x, W, A, "tanh")
+    assert torch.allclose(J[:, : m * d], j_w, atol=1e-14) and torch.allclose(J[:, m * d:], j_a, atol=1e-14)
+    eta = np.concatenate([np.full(m * d, lr_w), np.full(c * m, lr_a)])
+    Jn, r0 = J.numpy(), (y.reshape(-1) - f(theta0)).numpy()
+    # dΔθ/dk = η (2s/n) Jᵀ (r₀ − J Δθ), Δθ(0) = 0: affine ODE → one augmented matrix exponential
+    P = len(eta)
+    M = np.zeros((P + 1, P + 1))
+    M[:P, :P] = -(eta[:, None] * (2 * s / n)) * (Jn.T @ Jn)
+    M[:P, P] = eta * (2 * s / n) * (Jn.T @ r0)
+    ref = theta0 + torch.from_numpy((expm(M * steps) @ np.r_[np.zeros(P), 1.0])[:P])
+    W1, A1 = linearized_step(x, y, W, A, steps, lr_w, lr_a, "tanh", s)
+    assert float((torch.cat([W1.reshape(-1), A1.reshape(-1)]) - ref).abs().max()) < 1e-12
+    S1 = relinearized_kernel_distance(x, y, W, A, steps, lr_w, lr_a, "tanh", s, phases=1)
+    J1 = torch.autograd.functional.jacobian(f, ref)
+    K0 = lr_w * J[:, : m * d] @ J[:, : m * d].T + lr_a * J[:, m * d:] @ J[:, m * d:].T
+    K1 = lr_w * J1[:, : m * d] @ J1[:, : m * d].T + lr_a * J1[:, m * d:] @ J1[:, m * d:].T
+    assert S1 == pytest.approx(float(1 - (K0 * K1).sum() / (K0.norm() * K1.norm())), abs=1e-12)
+    with pytest.raises(LazyrichError, match="do not chain"):
+        relinearized_kernel_distance(x, y, W.T, A, steps, lr_w, lr_a)
 
 
 def test_predictor_numbers_and_limits():

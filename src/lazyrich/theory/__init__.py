@@ -10,7 +10,8 @@ overlays its prediction without glue (`overlay(run.records(), prediction)`).
 | `agf` | Alternating Gradient Flows: generic algorithm and the linear-network closed form |
 | `balance` | blog's λ, ||Q||_op, per-neuron imbalance, Q under weight decay, exact GD drift, warmup |
 | `atanasov` | η* ∝ γ² / γ^{2/L} and the deep-linear toy model's sharpness |
-| `regime` | a-priori lazy / rich / ultra-rich predictor |
+| `regime` | a-priori lazy / rich / ultra-rich predictor (+ horizon-aware, from data and init) |
+| `relinearized` | kernel distance predicted at a horizon: lazy fit, relinearize, fit again |
 
 Importing this package also registers the observers of `observables` (linear_map, single_neuron,
 one_d, ntk_ratio).
@@ -21,7 +22,8 @@ from .atanasov import lr_law, toy_max_lr, toy_sharpness
 from .balance import (PairBalance, conserved_step, conserved_under_decay, decay_rate, neuron_imbalance,
                       one_d_step_factor, predict_balance, warmup_regime)
 from .one_d import laziness, mechanism, mechanism_case, one_d, one_d_inputs, phase, phase_exponent
-from .regime import RegimePrediction, predict_regime, predict_regime_from_table
+from .regime import RegimePrediction, predict_regime, predict_regime_from_table, predict_regime_on_data
+from .relinearized import relinearized_kernel_distance
 from .saxe import decoupled_init, half_time, learning_time, mode_strength, saxe, saxe_inputs
 from .single_neuron import (basin, interpolating_limit, interpolating_solution, potential, regime,
                             single_neuron, single_neuron_inputs)
@@ -39,5 +41,6 @@ __all__ = [
     "predict_balance", "PairBalance", "neuron_imbalance", "decay_rate", "conserved_under_decay", "conserved_step",
     "one_d_step_factor", "warmup_regime",
     "lr_law", "toy_sharpness", "toy_max_lr",
-    "predict_regime", "predict_regime_from_table", "RegimePrediction",
+    "predict_regime", "predict_regime_from_table", "predict_regime_on_data", "RegimePrediction",
+    "relinearized_kernel_distance",
 ]

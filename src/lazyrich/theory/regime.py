@@ -16,12 +16,17 @@ Boundary (stated, used by the test): lazy if R < 0.1, rich if R > 1, mixed in be
 rich and B > 10 (the init is a tenth of the needed scale: a plateau at the saddle, then drops).
 Checked in tests/theory/test_regime.py against the measured kernel distance on a 5×5 τ×δ grid of
 two-layer ReLU students (lazy ↔ S(0,T) < 0.05, rich/ultra-rich ↔ S > 0.3, mixed ↔ in between).
-Smooth activations (tanh, gelu) use the gate formula as an approximation. Horizon: downstream nets (f_w → 0) are predicted lazy; they turn rich after a delay ∝ |δ| that
-this predictor does not model.
+Smooth activations (tanh, gelu) use the gate formula as an approximation. Horizon: from the
+configuration alone, downstream nets (f_w → 0) are predicted lazy; they turn rich after a delay
+(Kunin et al.'s delayed rich regime) that depends on the data and the training horizon.
+`predict_regime_on_data` adds that: given the data, the initial weights and the horizon, it also
+predicts the kernel distance Ŝ reached by then (`relinearized_kernel_distance`: lazy fit, relinearize,
+fit again) and combines: rich if R > 1 or Ŝ > 0.3, lazy if R < 0.1 and Ŝ < 0.05, mixed otherwise (Ŝ is
+itself a kernel distance, so its bands are the measured ones).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -30,8 +35,10 @@ from ..models.activations import check
 from ..param.schemes import layer_table
 from .checks import positive
 from .one_d import ntk_ratio_estimate
+from .relinearized import relinearized_kernel_distance
 
 LAZY_BELOW, RICH_ABOVE, ULTRA_ABOVE = 0.1, 1.0, 10.0
+LAZY_S, RICH_S = 0.05, 0.3  # the measured kernel-distance bands (lazy S < 0.05, rich S > 0.3)
 REGIMES = ("lazy", "mixed", "rich", "ultra-rich")
 
 
@@ -48,6 +55,7 @@ class RegimePrediction:
     delta_over_tau2: float   # δ/τ² (Kunin's imbalance at unit scale, rates absorbed)
     boundary: str = (f"lazy R<{LAZY_BELOW}, mixed {LAZY_BELOW}≤R≤{RICH_ABOVE}, rich R>{RICH_ABOVE}, "
                      f"ultra-rich R>{RICH_ABOVE} and B>{ULTRA_ABOVE}")
+    kernel_distance: float = float("nan")  # Ŝ at the horizon (predict_regime_on_data only)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -105,3 +113,29 @@ def predict_regime_from_table(widths: tuple[int, int, int], scheme: str = "mup",
     lr_w = lr * w_row.lr_scale * w_row.multiplier**2
     delta = lr_w * a * a - lr_a * w * w
     return predict_regime(widths, float(np.sqrt(a * w)), float(delta), y_scale, x_scale, lr_a, lr_w, activation)
+
+
+def predict_regime_on_data(x, y, W, A, steps: int, lr_w: float, lr_a: float, activation: str = "relu",
+                           loss_scale: float = 0.5) -> RegimePrediction:
+    """Regime of one two-layer net f = A σ(W x) (W [m, d], A [c, m], multipliers folded in) trained for
+    `steps` steps at layer rates (lr_w, lr_a) on (x [n, d], y [n, c]): the configuration's R (from the
+    mean per-neuron scale |a_k|·||w_k|| and mean δ_k = η_W|a_k|² − η_A||w_k||²) combined with the
+    predicted kernel distance Ŝ at the horizon (module docstring). Cost O(n³c³)."""
+    check(activation)
+    m = W.shape[0]
+    a_norm, w_norm = A.norm(dim=0), W.norm(dim=1)
+    tau = float((a_norm * w_norm).mean().sqrt())
+    delta = float((lr_w * a_norm**2 - lr_a * w_norm**2).mean())
+    y_scale = float(y.pow(2).sum(1).mean().sqrt())
+    x_scale = float(x.pow(2).sum(1).mean().sqrt())
+    base = predict_regime((W.shape[1], m, A.shape[0]), tau, delta, y_scale, x_scale, lr_a, lr_w, activation)
+    s_hat = relinearized_kernel_distance(x, y, W, A, steps, lr_w, lr_a, activation, loss_scale)
+    R = base.richness
+    if R > RICH_ABOVE or s_hat > RICH_S:
+        label = "ultra-rich" if base.fit_ratio > ULTRA_ABOVE else "rich"
+    elif R < LAZY_BELOW and s_hat < LAZY_S:
+        label = "lazy"
+    else:
+        label = "mixed"
+    return replace(base, regime=label, kernel_distance=s_hat,
+                   boundary=base.boundary + f"; with data: rich if R>{RICH_ABOVE} or Ŝ>{RICH_S}, lazy if R<{LAZY_BELOW} and Ŝ<{LAZY_S}")
