@@ -7,16 +7,21 @@ readout and elementwise work excluded, so the fraction is a lower bound).
 """
 from __future__ import annotations
 
-import argparse
 import os
-import platform
-import time
 
-import numpy as np
-import torch
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # the per-configuration loops run on one core, as the authors' did
 
-from lazyrich import MLP, build, train
-from lazyrich.tasks import teacher_student
+import argparse  # noqa: E402
+import platform  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from lazyrich import MLP, build, train  # noqa: E402
+from lazyrich.tasks import teacher_student  # noqa: E402
+
+from _loops import authors_step  # noqa: E402
 
 
 def gemm_peak(threads: int, dtype=torch.float64, n: int = 1536, reps: int = 5) -> float:
@@ -75,6 +80,11 @@ def case(name, d, h, n, E, steps, loop_members, threads, peak):
     t = time.perf_counter()
     numpy_loop(x, y, W, a, [0.01] * loop_members, steps)
     loop_rate = loop_members * steps / (time.perf_counter() - t)
+    step = authors_step(x, y, h)
+    t = time.perf_counter()
+    for _ in range(loop_members * steps):
+        step()
+    authors_rate = loop_members * steps / (time.perf_counter() - t)
     autograd_rate = torch_autograd_loop(data, ens, steps, loop_members)
     # ensemble: one batched computation
     torch.set_num_threads(threads)
@@ -89,10 +99,11 @@ def case(name, d, h, n, E, steps, loop_members, threads, peak):
     print(f"\n## {name}: d={d}, h={h}, n={n}, E={E}, {steps} GD steps")
     print(f"per-config NumPy loop (1 thread, {loop_members} configs): {loop_rate:,.0f} config-steps/s, "
           f"{loop_rate * flops / 1e9:.2f} GFLOP/s = {loop_rate * flops / peak[1]:.1%} of 1-thread GEMM peak")
+    print(f"per-config NumPy loop doing the authors' step (`bench/_loops.py`, 1 thread): {authors_rate:,.0f} config-steps/s")
     print(f"per-config PyTorch autograd loop (1 thread): {autograd_rate:,.0f} config-steps/s")
     for (dtype, kernel), rate in results.items():
         p = peak[threads] if dtype == torch.float64 else peak[(threads, "f32")]
-        print(f"ensemble {str(dtype)[6:]} kernel={kernel} ({threads} threads): {rate:,.0f} config-steps/s = {rate / loop_rate:.1f}× the NumPy loop, {rate / autograd_rate:.1f}× the autograd loop, "
+        print(f"ensemble {str(dtype)[6:]} kernel={kernel} ({threads} threads): {rate:,.0f} config-steps/s = {rate / loop_rate:.1f}× the NumPy loop, {rate / authors_rate:.1f}× the authors' step, {rate / autograd_rate:.1f}× the autograd loop, "
               f"{rate * flops / 1e9:.2f} GFLOP/s = {rate * flops / p:.1%} of {threads}-thread GEMM peak")
     return loop_rate, results
 

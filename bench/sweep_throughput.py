@@ -6,8 +6,11 @@ side by side in one run, against a GEMM peak measured in the same run.
     python bench/sweep_throughput.py --quick          # a few seconds (smoke test)
 
 Rows, for the Kunin Fig. 1 size (d=100, h=50, n=1000) and a small net (d=10, h=50, n=100):
-  loop                per-configuration NumPy loop with hand-written gradients (the authors' style),
+  loop                per-configuration NumPy loop with hand-written gradients, written lean,
                       float64, BLAS pinned to one thread: the baseline ("× loop")
+  authors' step       the same loop doing exactly what the authors' `fit_nn_gd` step does
+                      (getrichquick/two-layer-relu/utils.py: per-step checkpoint tests, ReLU
+                      derivative by masked assignment into a transposed view, np.outer): "× authors"
   lazyrich E=1        lazyrich.train on one configuration, one thread: a per-configuration loop of
                       the core engine ("× E=1")
   core                lazyrich.train on an ensemble chunk as the core ships it (models.mse_grads: per-member
@@ -34,6 +37,7 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from _loops import authors_step  # noqa: E402
 
 SIZES = {"fig1": (100, 50, 1000), "small": (10, 50, 100)}  # d, h, n
 CHUNKS = {"cpu": (4, 8, 16, 32, 64, 128), "cuda": (256, 1024, 4096, 16384)}
@@ -105,6 +109,23 @@ def numpy_loop_rate(d: int, h: int, n: int, seconds: float) -> float:
         while clock() - start < seconds:
             for _ in range(10):
                 step(w, a)
+            steps += 10
+        best = max(best, steps / (clock() - start))
+    return best
+
+
+def authors_loop_rate(d: int, h: int, n: int, seconds: float) -> float:
+    """Config-steps/s of the authors' per-step operations (`_loops.authors_step`)."""
+    data = _data(d, h, n)
+    step = authors_step(data.x.numpy(), data.y.numpy()[:, 0], h)
+    for _ in range(3):
+        step()
+    best = 0.0
+    for _ in range(REPEATS):
+        steps, start = 0, clock()
+        while clock() - start < seconds:
+            for _ in range(10):
+                step()
             steps += 10
         best = max(best, steps / (clock() - start))
     return best
@@ -222,20 +243,22 @@ def main() -> None:
         if args.quick:
             candidates = candidates[1:4]
         header = (f"{'size':6} {'method':26} {'dtype':8} {'members':>7} {'config-steps/s':>15} {'GFLOP/s':>8} "
-                  f"{'% peak':>7} {'× loop':>7} {'× E=1':>6}")
+                  f"{'% peak':>7} {'× loop':>7} {'× authors':>9} {'× E=1':>6}")
         for size, (d, h, n) in SIZES.items():
             flops = step_flops(d, h, n)
             print(f"\n{size}: d={d}, h={h}, n={n}, {flops / 1e6:.3f} MFLOP per config-step")
             print(header)
             loop = numpy_loop_rate(d, h, n, seconds)
+            authors = authors_loop_rate(d, h, n, seconds)
             single = train_rate(d, h, n, 1, torch.float64, "cpu", False, seconds, 1)
 
             def row(method: str, dtype: torch.dtype, members: int, rate: float) -> None:
                 gf = rate * flops
                 print(f"{size:6} {method:26} {str(dtype)[6:]:8} {members:7d} {rate:15,.0f} {gf / 1e9:8.2f} "
-                      f"{100 * gf / peaks[dtype]:6.1f}% {rate / loop:7.1f} {rate / single:6.1f}")
+                      f"{100 * gf / peaks[dtype]:6.1f}% {rate / loop:7.1f} {rate / authors:9.1f} {rate / single:6.1f}")
 
             row("loop: numpy, 1 thread", torch.float64, 1, loop)
+            row("loop: authors' step", torch.float64, 1, authors)
             row("lazyrich E=1, 1 thread", torch.float64, 1, single)
             threads = f"{args.threads} threads" if cpu else device
             if threaded:
