@@ -17,6 +17,9 @@ from lazyrich.experiments.runner import reproduce
 from lazyrich.models import MLP
 
 NAMES = ["gamma-lr", "fact"]
+# claims measured to fail and reported failing (never loosened): FACT-RFM's fixed point T6.4 does not hold
+# for the Laplace kernel (sym FACT is indefinite; see the fact report's notes)
+KNOWN_FAILING = {"fact": {"rfm-fixed-point"}}
 KEYS = {"id", "statement", "source", "provenance", "measured", "expected", "tolerance", "comparison", "relative", "passed"}
 
 
@@ -28,7 +31,9 @@ def outcome(request, tmp_path_factory):
 
 @pytest.mark.quick_repro
 def test_quick_run_passes_with_schema(outcome):
-    assert outcome.exit_code == 0, f"{outcome.name} failed claims: {outcome.failed}"
+    known = KNOWN_FAILING.get(outcome.name, set())
+    assert set(outcome.failed) == known, f"{outcome.name} failed claims: {outcome.failed}"
+    assert outcome.exit_code == (1 if known else 0)
     doc = json.loads((outcome.out / "claims.json").read_text())
     assert doc["experiment"] == outcome.name and doc["size"] == "quick"
     ids = [c["id"] for c in doc["claims"]]
@@ -38,7 +43,7 @@ def test_quick_run_passes_with_schema(outcome):
     for c in doc["claims"]:
         assert KEYS <= set(c), c["id"]
         assert c["provenance"] in PROVENANCE
-        assert c["passed"] is True
+        assert c["passed"] is (c["id"] not in known)
     for c in controls:  # the control passes because every one of its switched claims fails
         assert c["details"] and all(d["passed"] is False for d in c["details"])
         assert c["measured"] == c["expected"] == len(c["details"])
