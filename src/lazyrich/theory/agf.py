@@ -20,6 +20,11 @@ whitened: τ_k = 1/s_k. α is the per-neuron initial norm ||θ_i(0)||. By defaul
 of mode k gets the O(1) term ½ln σ_{k−1,0} (the loss-drop midpoint of an aligned neuron, the same
 correction as the generic algorithm's threshold; whitened: t_k = ln(√s_k/α)/s_k).
 
+Quadratic activation (σ = z², `agf(..., "quadratic")`): a neuron is κ = 3-homogeneous in θ, the dormant
+flow is d ln‖θ‖/dt = 3‖θ‖U(u), u̇ = ‖θ‖P⊥∇U(u) (finite-time blow-up: the plateau lasts ∝ 1/‖θ(0)‖, and
+the direction moves only O(1) before it), activation at ‖θ‖³ = ½U/mean‖f(x; u)‖², adaptive steps.
+Checked against the closed form of one neuron and against GD on modular addition (experiments/_agf_modular).
+
 Verified (tests/theory/test_agf.py): loss-drop times of GD from small init within 10% of both
 predictions on a whitened linear net with separated singular values (observed ≤ 7.3%), within 20% on
 a two-layer ReLU student of the teacher 2·relu(x₁) − relu(x₂) (observed ≤ 2% over four seeds), with
@@ -41,18 +46,23 @@ from .trajectory import Trajectory, trajectory
 
 _ACT = {"linear": (lambda z: z, lambda z: np.ones_like(z)),
         "relu": (lambda z: np.maximum(z, 0), lambda z: (z > 0).astype(float)),
-        "leaky_relu": (lambda z: np.where(z > 0, z, 0.1 * z), lambda z: np.where(z > 0, 1.0, 0.1))}
+        "leaky_relu": (lambda z: np.where(z > 0, z, 0.1 * z), lambda z: np.where(z > 0, 1.0, 0.1)),
+        "quadratic": (lambda z: z * z, lambda z: 2 * z)}
+# κ: the degree of homogeneity of one neuron a·σ(wᵀx) in θ = (w, a) (σ of degree κ − 1)
+_KAPPA = {"linear": 2, "relu": 2, "leaky_relu": 2, "quadratic": 3}
 
 
 @dataclass(frozen=True)
 class AGFPrediction:
     """Jump times (GF time), the neuron or mode activated at each jump, the loss on every plateau
-    (losses[0] before the first jump) and, for the generic algorithm, the weights after each jump."""
+    (losses[0] before the first jump) and, for the generic algorithm, the weights after each jump and
+    the norm ‖θ_i‖ of each activating neuron at its jump (`jump_norms`, before the cost minimisation)."""
 
     jump_times: np.ndarray
     order: list[int]
     losses: np.ndarray
     weights: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+    jump_norms: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     @property
     def drops(self) -> np.ndarray:
@@ -111,14 +121,24 @@ def _feature(X: np.ndarray, u: np.ndarray, d: int, sig) -> np.ndarray:  # noqa: 
 
 
 def agf(x: ArrayLike, y: ArrayLike, W1: ArrayLike, W2: ArrayLike, activation: str = "relu", rate: float = 1.0,
-        t_max: float = 1e3, loss_tol: float = 1e-10, dt: float = 0.01, merge_tol: float = 1e-2) -> AGFPrediction:
+        t_max: float = 1e3, loss_tol: float = 1e-10, dt: float = 0.01, merge_tol: float = 1e-2,
+        step_tol: float = 0.01, fit_gtol: float = 1e-13, fit_maxiter: int = 20000,
+        max_jumps: int | None = None) -> AGFPrediction:
     """Run AGF from the initial weights W1 [h, d], W2 [c, h] (small) on data x [n, d], y [n, c].
 
     Neurons are the units (right for ReLU-type nets; for linear nets, whose hidden layer is rotation
     symmetric, use `linear_agf`). Dormant neurons whose feature matches the activating one (cosine of
     the feature vectors > 1 − merge_tol) activate with it as exact copies of its direction (they share
-    the feature along the flat valley and cannot be recruited for another feature by the minimiser)."""
+    the feature along the flat valley and cannot be recruited for another feature by the minimiser).
+
+    `activation="quadratic"` (σ = z², a neuron κ = 3-homogeneous in θ): the dormant flow is
+    d ln‖θ‖/dt = κ‖θ‖^{κ−2}U(u), u̇ = ‖θ‖^{κ−2}P⊥∇U(u) (the authors' general κ), activation at
+    ‖θ‖^κ = ½U/mean‖f(x; u)‖², and the step is adaptive (largest change of ln‖θ‖ or of u per step =
+    `step_tol`; `dt` is used only for κ = 2): the plateau lasts ∝ 1/‖θ(0)‖, not ln(1/‖θ(0)‖).
+    `fit_gtol`, `fit_maxiter`: L-BFGS stopping rule of the cost minimisation; `max_jumps`: stop after
+    that many activations (None: until every neuron is active, the loss is below `loss_tol` or t_max)."""
     require(activation in _ACT, f"AGF here needs a homogeneous activation ({', '.join(_ACT)}); got {activation!r}")
+    kappa = _KAPPA[activation]
     X = as_array(x, "x", 2)
     Y = as_array(y, "y").reshape(len(X), -1)
     A0, B0 = as_array(W1, "W1", 2), as_array(W2, "W2", 2)
@@ -141,7 +161,7 @@ def agf(x: ArrayLike, y: ArrayLike, W1: ArrayLike, W2: ArrayLike, activation: st
             g_w = ((r @ th[:, d:].T) * dsig(z)).T @ X / len(X)
             return 0.5 * float((r * r).sum(1).mean()), np.hstack([g_w, g_a]).reshape(-1)
         res = minimize(loss_grad, theta[active].reshape(-1), jac=True, method="L-BFGS-B",
-                       options={"gtol": 1e-13, "ftol": 1e-16, "maxiter": 20000, "maxcor": 30})
+                       options={"gtol": fit_gtol, "ftol": 1e-16, "maxiter": fit_maxiter, "maxcor": 30})
         out = theta.copy()
         out[active] = res.x.reshape(len(active), d + c)
         return out
@@ -157,46 +177,54 @@ def agf(x: ArrayLike, y: ArrayLike, W1: ArrayLike, W2: ArrayLike, activation: st
         return U, np.hstack([g_w, g_a]), f2
 
     def gap(uu: np.ndarray, ln: np.ndarray) -> np.ndarray:
-        # log-norm minus activation threshold ½ln(½U/mean||f||²); −inf while U ≤ 0
+        # log-norm minus activation threshold (1/κ)ln(½U/mean||f||²); −inf while U ≤ 0
         U, _, f2 = utility(uu, r)
         ok = (U > 0) & (f2 > 0)
         out = np.full(len(U), -np.inf)
-        out[ok] = ln[ok] - 0.5 * np.log(0.5 * U[ok] / f2[ok])
+        out[ok] = ln[ok] - np.log(0.5 * U[ok] / f2[ok]) / kappa
         return out
 
-    def velocity(uu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def velocity(uu: np.ndarray, ln: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         U, g, _ = utility(uu, r)
-        return rate * (g - (g * uu).sum(1, keepdims=True) * uu), rate * 2 * U
+        if kappa == 2:
+            return rate * (g - (g * uu).sum(1, keepdims=True) * uu), rate * 2 * U
+        speed = rate * np.exp((kappa - 2) * ln)  # ||θ||^{κ−2}
+        return speed[:, None] * (g - (g * uu).sum(1, keepdims=True) * uu), speed * kappa * U
 
     theta = theta0.copy()
     u, logn = _unit(theta0), np.log(norms0)
     active: list[int] = []
-    t, jumps, order, weights = 0.0, [], [], []
+    t, jumps, order, weights, jump_norms = 0.0, [], [], [], []
     r = Y.copy()
     losses = [0.5 * float((Y * Y).sum(1).mean())]
-    while len(active) < h and losses[-1] > loss_tol and t < t_max:
+    while len(active) < h and losses[-1] > loss_tol and t < t_max and (max_jumps is None or len(jumps) < max_jumps):
         dormant = np.array([i for i in range(h) if i not in active])
         uu, ln = u[dormant], logn[dormant]
         g_old = gap(uu, ln)
         hit = None
         while t < t_max:
-            du1, dl1 = velocity(uu)  # Heun step on the sphere × log-norm
-            du2, dl2 = velocity(_unit(uu + dt * du1))
-            uu_new, ln_new = _unit(uu + 0.5 * dt * (du1 + du2)), ln + 0.5 * dt * (dl1 + dl2)
+            du1, dl1 = velocity(uu, ln)  # Heun step on the sphere × log-norm
+            h_t = dt
+            if kappa != 2:  # adaptive: the rates grow like ||θ||^{κ−2} from ~0 at a tiny init
+                fastest = max(float(np.abs(dl1).max()), float(np.linalg.norm(du1, axis=1).max()), 1e-300)
+                h_t = min(step_tol / fastest, t_max - t + 1e-12)
+            du2, dl2 = velocity(_unit(uu + h_t * du1), ln + h_t * dl1)
+            uu_new, ln_new = _unit(uu + 0.5 * h_t * (du1 + du2)), ln + 0.5 * h_t * (dl1 + dl2)
             g_new = gap(uu_new, ln_new)
             crossed = np.where((g_new >= 0) & np.isfinite(g_old))[0]
             if len(crossed):
                 frac = g_old[crossed] / (g_old[crossed] - g_new[crossed])  # linear interpolation in the step
                 k = int(crossed[np.argmin(frac)])
-                hit, t = k, t + float(frac.min()) * dt
+                hit, t = k, t + float(frac.min()) * h_t
                 uu, ln = uu_new, ln_new
                 break
-            uu, ln, g_old, t = uu_new, ln_new, g_new, t + dt
+            uu, ln, g_old, t = uu_new, ln_new, g_new, t + h_t
         u[dormant], logn[dormant] = uu, ln
         if hit is None:
             break  # no dormant neuron activates before t_max
         i = int(dormant[hit])
         theta[i] = u[i] * np.exp(logn[i])
+        jump_norms.append(float(np.exp(logn[i])))
         # dormant neurons already carrying the same feature (f_j ∝ f_i) join it: in GF they share the
         # feature along a flat valley instead of re-aligning with their grown norm
         fi = _feature(X, u[i], d, sig)
@@ -212,4 +240,4 @@ def agf(x: ArrayLike, y: ArrayLike, W1: ArrayLike, W2: ArrayLike, activation: st
         order.append(i)
         losses.append(0.5 * float((r * r).sum(1).mean()))
         weights.append((theta[:, :d].copy(), theta[:, d:].T.copy()))
-    return AGFPrediction(np.array(jumps), order, np.array(losses), weights)
+    return AGFPrediction(np.array(jumps), order, np.array(losses), weights, np.array(jump_norms))
