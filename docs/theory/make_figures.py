@@ -20,7 +20,7 @@ from lazyrich import MLP, build, flow, train  # noqa: E402
 from lazyrich.observe import Data  # noqa: E402
 from lazyrich.tasks import teacher_student, whitened_regression  # noqa: E402
 from lazyrich.theory import (agf, decoupled_init, lambda_balanced, linear_agf, linear_inputs, mechanism_case,  # noqa: E402
-                             one_d, one_d_inputs, predict_balance, predict_regime, saxe, saxe_inputs,
+                             one_d, one_d_inputs, predict_balance, predict_regime, predict_regime_on_data, saxe, saxe_inputs,
                              single_neuron, single_neuron_inputs, toy_sharpness)
 from lazyrich.theory.checks import regression_moments  # noqa: E402
 
@@ -233,10 +233,10 @@ def atanasov_fig() -> None:
     fig.savefig(OUT / "atanasov.png", dpi=110)
 
 
-def regime_fig() -> None:
-    d, m = 5, 20
-    data = teacher_student(d=d, k=1, n=50, n_test=10, seed=0)
-    taus, deltas = np.logspace(-2, 0.5, 5), np.linspace(-1, 1, 5)
+def _regime_grid(ax, d, m, n, k, taus, steps, lr, loss_scale, title) -> None:
+    """Kunin's symmetric student on a τ×δ grid: measured S(0,T) (colour), predicted regimes (text)."""
+    data = teacher_student(d=d, k=k, n=n, n_test=10, seed=0)
+    deltas = np.linspace(-1, 1, 5)
     g = torch.Generator().manual_seed(1)
     w = torch.randn(m // 2, d, generator=g, dtype=torch.float64)
     w = torch.cat([w, w]) / w.norm(dim=1).repeat(2)[:, None]
@@ -249,25 +249,37 @@ def regime_fig() -> None:
             an = np.sqrt((dl + disc) / 2 if dl >= 0 else 2 * tau**4 / (disc - dl))
             W1.append(w * tau**2 / an)
             W2.append((a * an)[None])
-            rows.append({"tau": tau, "delta": dl, "lr": 0.01 / max(disc, 0.1)})
-    ens = build(MLP((d, m, 1), "relu"), rows, scheme="sp").with_params({"W1": torch.stack(W1), "W2": torch.stack(W2)})
-    for k in ens.lr:
-        ens.lr[k] = ens.base_lr.clone()
-        ens.multipliers[k] = torch.ones(len(rows), dtype=torch.float64)
-    run = train(ens, data, 8000, record=[0, 8000], observers=("kernel_distance",))
+            rows.append({"tau": tau, "delta": dl, "lr": lr(tau, disc)})
+    ens = build(MLP((d, m, 1), "relu"), rows, scheme="sp", loss_scale=loss_scale)
+    ens = ens.with_params({"W1": torch.stack(W1), "W2": torch.stack(W2)})
+    for key in ens.lr:
+        ens.lr[key] = ens.base_lr.clone()
+        ens.multipliers[key] = torch.ones(len(rows), dtype=torch.float64)
+    run = train(ens, data, steps, record=[0, steps], observers=("kernel_distance",), kernel="fused")
     S = run.final("kernel_distance").sort_index().to_numpy().reshape(5, 5)
     ys, xs = float(data.y.pow(2).sum(1).mean().sqrt()), float(data.x.pow(2).sum(1).mean().sqrt())
-    fig, ax = plt.subplots(figsize=(6, 4.2))
     im = ax.imshow(S, origin="lower", cmap="viridis", vmin=0, vmax=0.5)
     for i, tau in enumerate(taus):
         for j, dl in enumerate(deltas):
-            p = predict_regime((d, m, 1), tau, dl, ys, xs)
-            ax.text(j, i, f"{p.regime}\nS={S[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                    color="white" if S[i, j] < 0.25 else "black")
+            e = i * 5 + j
+            cfg = predict_regime((d, m, 1), tau, dl, ys, xs).regime
+            on = predict_regime_on_data(data.x, data.y, W1[e], W2[e], steps, rows[e]["lr"], rows[e]["lr"], "relu", loss_scale)
+            ax.text(j, i, f"{cfg}\n{on.regime}\nS={S[i, j]:.2f} Ŝ={on.kernel_distance:.2f}", ha="center", va="center",
+                    fontsize=6, color="white" if S[i, j] < 0.25 else "black")
     ax.set_xticks(range(5), [f"{x:g}" for x in deltas])
     ax.set_yticks(range(5), [f"{x:.3g}" for x in taus])
-    ax.set(xlabel="δ", ylabel="τ", title="measured S(0,T) (colour) and predicted regime (text)")
-    fig.colorbar(im)
+    ax.set(xlabel="δ", ylabel="τ", title=title)
+    plt.colorbar(im, ax=ax, fraction=0.046)
+
+
+def regime_fig() -> None:
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    _regime_grid(axes[0], 5, 20, 50, 1, np.logspace(-2, 0.5, 5), 8000, lambda t, k: 0.01 / max(k, 0.1), 0.5,
+                 "one teacher neuron, d = 5")
+    _regime_grid(axes[1], 20, 20, 200, 3, np.logspace(-1, 0.3, 5), 10_000, lambda t, k: 5e-3 / t**2, 1.0,
+                 "Kunin's 3-neuron teacher, paper's τ range and lr, d = 20")
+    fig.suptitle("measured S(0,T) (colour); text: configuration-only regime, regime with data and horizon, S, Ŝ",
+                 fontsize=9)
     fig.tight_layout()
     fig.savefig(OUT / "regime.png", dpi=110)
 
