@@ -2,7 +2,6 @@
 checks of their helpers against independent computations."""
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
@@ -12,15 +11,13 @@ import torch
 from lazyrich.ensemble import build
 from lazyrich.experiments import fact as fact_mod
 from lazyrich.experiments import gamma_lr
-from lazyrich.experiments.base import PROVENANCE, get
+from lazyrich.experiments.base import get
 from lazyrich.experiments.runner import reproduce
 from lazyrich.models import MLP
 
+from .quick_checks import check_quick_outcome
+
 NAMES = ["gamma-lr", "fact"]
-# claims measured to fail and reported failing (never loosened): FACT-RFM's fixed point T6.4 does not hold
-# for the Laplace kernel (sym FACT is indefinite; see the fact report's notes)
-KNOWN_FAILING = {"fact": {"rfm-fixed-point"}}
-KEYS = {"id", "statement", "source", "provenance", "measured", "expected", "tolerance", "comparison", "relative", "passed"}
 
 
 @pytest.fixture(scope="module", params=NAMES)
@@ -31,26 +28,7 @@ def outcome(request, tmp_path_factory):
 
 @pytest.mark.quick_repro
 def test_quick_run_passes_with_schema(outcome):
-    known = KNOWN_FAILING.get(outcome.name, set())
-    assert set(outcome.failed) == known, f"{outcome.name} failed claims: {outcome.failed}"
-    assert outcome.exit_code == (1 if known else 0)
-    doc = json.loads((outcome.out / "claims.json").read_text())
-    assert doc["experiment"] == outcome.name and doc["size"] == "quick"
-    ids = [c["id"] for c in doc["claims"]]
-    assert len(ids) == len(set(ids)) >= 3
-    controls = [c for c in doc["claims"] if c["id"].startswith("control-")]
-    assert controls, "every reproduction needs a negative control"
-    for c in doc["claims"]:
-        assert KEYS <= set(c), c["id"]
-        assert c["provenance"] in PROVENANCE
-        assert c["passed"] is (c["id"] not in known)
-    for c in controls:  # the control passes because every one of its switched claims fails
-        assert c["details"] and all(d["passed"] is False for d in c["details"])
-        assert c["measured"] == c["expected"] == len(c["details"])
-    assert (outcome.out / "report.html").stat().st_size > 1000
-    pngs = list(outcome.out.glob("*.png"))
-    assert pngs and all(p.with_suffix(".pdf").exists() for p in pngs)
-    assert outcome.runtime_s < 45, f"quick size took {outcome.runtime_s:.1f} s (budget 45 s)"
+    check_quick_outcome(outcome)
 
 
 def test_registered_with_sizes():
