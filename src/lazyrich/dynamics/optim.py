@@ -87,14 +87,18 @@ def init_state(spec: OptimizerSpec, params: dict[str, Tensor]) -> dict[str, dict
 
 def step(spec: OptimizerSpec, params: dict[str, Tensor], grads: dict[str, Tensor], state: dict[str, dict[str, Tensor]],
          lr: dict[str, Tensor], wd: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, dict[str, Tensor]]]:
+    """One update of every tensor. A tensor missing from `wd` has no weight decay (the same numbers as a
+    zero decay for finite weights, one pass less)."""
     new_p, new_s = {}, {}
     for name, p in params.items():
-        g, eta, kappa = grads[name], _col(lr[name], p), _col(wd[name], p)
+        g, eta = grads[name], _col(lr[name], p)
         st = state.get(name, {})
-        if spec.weight_decay_mode == "coupled":
-            g = g + kappa * p  # L2 penalty κ/2·||p||² in the loss
-        else:
-            p = p * (1 - eta * kappa)  # decoupled (AdamW, torch Muon): shrink by the unadjusted lr
+        if name in wd:
+            kappa = _col(wd[name], p)
+            if spec.weight_decay_mode == "coupled":
+                g = g + kappa * p  # L2 penalty κ/2·||p||² in the loss
+            else:
+                p = p * (1 - eta * kappa)  # decoupled (AdamW, torch Muon): shrink by the unadjusted lr
         if spec.kind in ("gd", "sgd") or (spec.kind in ("muon", "spectral") and p.dim() < 3):
             new_p[name] = p - eta * g  # biases under normalized updates: plain gradient step
             if spec.kind == "muon":

@@ -113,6 +113,7 @@ def train(ens: Ensemble, data: Data, steps: int, optimizer: OptimizerSpec | str 
     bound = None
     all_active = True
     rec_set = set(rec_steps)
+    decay = {k: v for k, v in ens.weight_decay.items() if bool((v != 0).any())}  # skip zero-decay passes
     for k in range(steps + 1):
         idx = None
         if spec.kind != "gd" and spec.batch_size is not None and spec.batch_size < n:
@@ -136,13 +137,13 @@ def train(ens: Ensemble, data: Data, steps: int, optimizer: OptimizerSpec | str 
         if k == steps:
             break
         f = schedule.factor(k, steps)
-        lr = {name: v * f for name, v in ens.lr.items()}
-        new_params, new_state = optim.step(spec, params, grads, state, lr, ens.weight_decay)
+        lr = ens.lr if f == 1.0 else {name: v * f for name, v in ens.lr.items()}  # v·1.0 is v: one pass less
+        new_params, new_state = optim.step(spec, params, grads, state, lr, decay)
         if all_active:  # common case: no masking pass over every tensor
             params, state = new_params, new_state
         else:
             params = {name: _where(active, new_params[name], params[name]) for name in params}
             state = {name: {s: (_where(active, v, state[name][s]) if v.dim() else v) for s, v in st_.items()}
                      for name, st_ in new_state.items()}
-        time = time + torch.where(active, ens.base_lr * f, torch.zeros_like(time))
+        time = time + (ens.base_lr * f if all_active else torch.where(active, ens.base_lr * f, torch.zeros_like(time)))
     return Run(ens.with_params(params), params0, recorder, diverged, time)
