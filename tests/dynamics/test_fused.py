@@ -24,9 +24,17 @@ def _close(got, want, what):
     assert err <= 1e-12, f"{what}: relative error {err:.2e}"
 
 
+def _blocks(monkeypatch, per: int | None, h: int = 6, n: int = 11) -> None:
+    """Force `per` members per cache block (None: the default, one block for these sizes)."""
+    if per is not None:
+        monkeypatch.setattr(fused, "BLOCK_BYTES", per * h * n * 8)
+
+
 @pytest.mark.parametrize("act", NAMES)
 @pytest.mark.parametrize("c", [1, 3])
-def test_matches_autograd_shared_inputs(act, c):
+@pytest.mark.parametrize("per", [None, 1, 2])
+def test_matches_autograd_shared_inputs(act, c, per, monkeypatch):
+    _blocks(monkeypatch, per)
     ens = _ensemble(act, c)
     gen = torch.Generator().manual_seed(1)
     x, y = torch.randn(11, 7, generator=gen, dtype=torch.float64), torch.randn(11, c, generator=gen, dtype=torch.float64)
@@ -41,7 +49,9 @@ def test_matches_autograd_shared_inputs(act, c):
 
 
 @pytest.mark.parametrize("scheme", ["sp", "ntp", "mf"])
-def test_matches_autograd_per_member_inputs(scheme):
+@pytest.mark.parametrize("per", [None, 2])
+def test_matches_autograd_per_member_inputs(scheme, per, monkeypatch):
+    _blocks(monkeypatch, per, n=9)
     ens = _ensemble("tanh", 2, scheme=scheme, gamma=0.5)
     gen = torch.Generator().manual_seed(2)
     x, y = torch.randn(5, 9, 7, generator=gen, dtype=torch.float64), torch.randn(5, 9, 2, generator=gen, dtype=torch.float64)
