@@ -28,6 +28,7 @@ def _blocks(monkeypatch, per: int | None, h: int = 6, n: int = 11) -> None:
     """Force `per` members per cache block (None: the default, one block for these sizes)."""
     if per is not None:
         monkeypatch.setattr(fused, "BLOCK_BYTES", per * h * n * 8)
+        assert torch.get_num_threads() == 1  # blocks are used on one thread (conftest pins it)
 
 
 @pytest.mark.parametrize("act", NAMES)
