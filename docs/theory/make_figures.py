@@ -18,6 +18,7 @@ import torch  # noqa: E402
 
 from lazyrich import MLP, build, flow, train  # noqa: E402
 from lazyrich.observe import Data  # noqa: E402
+from lazyrich.param.init import kunin_scales  # noqa: E402
 from lazyrich.tasks import teacher_student, whitened_regression  # noqa: E402
 from lazyrich.theory import (agf, decoupled_init, lambda_balanced, linear_agf, linear_inputs, mechanism_case,  # noqa: E402
                              one_d, one_d_inputs, predict_balance, predict_regime, predict_regime_on_data, saxe, saxe_inputs,
@@ -242,16 +243,13 @@ def _regime_grid(ax, d, m, n, k, taus, steps, lr, loss_scale, title) -> None:
     w = torch.cat([w, w]) / w.norm(dim=1).repeat(2)[:, None]
     a = torch.sign(torch.randn(m // 2, generator=g, dtype=torch.float64))
     a = torch.cat([a, -a])
-    W1, W2, rows = [], [], []
-    for tau in taus:
-        for dl in deltas:
-            disc = np.sqrt(dl**2 + 4 * tau**4)
-            an = np.sqrt((dl + disc) / 2 if dl >= 0 else 2 * tau**4 / (disc - dl))
-            W1.append(w * tau**2 / an)
-            W2.append((a * an)[None])
-            rows.append({"tau": tau, "delta": dl, "lr": lr(tau, disc)})
+    tau, delta = (torch.tensor(v, dtype=torch.float64).reshape(-1) for v in np.meshgrid(taus, deltas, indexing="ij"))
+    a_norm, w_norm = kunin_scales(tau, delta)
+    kappa = torch.sqrt(delta**2 + 4 * tau**4)
+    rows = [{"tau": float(t), "delta": float(dl), "lr": lr(float(t), float(kap))} for t, dl, kap in zip(tau, delta, kappa)]
+    W1, W2 = w * w_norm[:, None, None], (a * a_norm[:, None])[:, None, :]
     ens = build(MLP((d, m, 1), "relu"), rows, scheme="sp", loss_scale=loss_scale)
-    ens = ens.with_params({"W1": torch.stack(W1), "W2": torch.stack(W2)})
+    ens = ens.with_params({"W1": W1, "W2": W2})
     for key in ens.lr:
         ens.lr[key] = ens.base_lr.clone()
         ens.multipliers[key] = torch.ones(len(rows), dtype=torch.float64)

@@ -15,6 +15,7 @@ import torch
 
 from lazyrich import MLP, build, train
 from lazyrich.errors import LazyrichError
+from lazyrich.param.init import kunin_scales
 from lazyrich.tasks import teacher_student
 from lazyrich.theory import (predict_regime, predict_regime_from_table, predict_regime_on_data,
                              relinearized_kernel_distance)
@@ -29,23 +30,16 @@ DELTAS = np.linspace(-1, 1, 5)
 
 
 def _kunin_params(gen: torch.Generator, d: int, m: int, taus, lr) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
-    """Kunin et al.'s symmetric init (f₀ ≡ 0) at every (τ, δ), one direction set for all cells. Built
-    here with a² = 2τ⁴/(√(δ² + 4τ⁴) − δ) for δ < 0: the core `kunin_scales` loses ~1e-11 to
-    cancellation there and its self-check refuses τ = 0.01, δ = −1."""
+    """Kunin et al.'s symmetric init (f₀ ≡ 0) at every (τ, δ), one direction set for all cells."""
     w = torch.randn(m // 2, d, generator=gen, dtype=torch.float64)
     w = torch.cat([w, w]) / w.norm(dim=1).repeat(2)[:, None]
     a = torch.sign(torch.randn(m // 2, generator=gen, dtype=torch.float64))
     a = torch.cat([a, -a])
-    W1, W2, rows = [], [], []
-    for tau in taus:
-        for delta in DELTAS:
-            disc = np.sqrt(delta**2 + 4 * tau**4)
-            a2 = (delta + disc) / 2 if delta >= 0 else 2 * tau**4 / (disc - delta)
-            an = np.sqrt(a2)
-            W1.append(w * (tau**2 / an))
-            W2.append((a * an)[None])
-            rows.append({"tau": float(tau), "delta": float(delta), "lr": lr(tau, disc)})
-    return torch.stack(W1), torch.stack(W2), rows
+    tau, delta = (torch.tensor(v, dtype=torch.float64).reshape(-1) for v in np.meshgrid(taus, DELTAS, indexing="ij"))
+    a_norm, w_norm = kunin_scales(tau, delta)
+    kappa = torch.sqrt(delta**2 + 4 * tau**4)
+    rows = [{"tau": float(t), "delta": float(dl), "lr": lr(float(t), float(kap))} for t, dl, kap in zip(tau, delta, kappa)]
+    return w * w_norm[:, None, None], (a * a_norm[:, None])[:, None, :], rows
 
 
 def _band(s: float) -> str:
