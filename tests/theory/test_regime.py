@@ -6,6 +6,8 @@ size, measured band lazy S(0,T) < 0.05, rich S > 0.3, mixed in between:
   three  the same with Kunin's 3-neuron teacher
   paper  d=20, m=20, n=200, 3 teacher neurons, the paper's ranges τ ∈ 10^[−1, 0.3] and lr 5e-3/τ²,
          10⁴ steps (its panel), loss without ½ (the authors' code)
+Seeds: data seed s, student seed s + 1. The log-time relinearization was designed on s = 0…3; s = 4…7
+were run once afterwards as a held-out check (docs/theory/regime.md has every grid's agreement).
 """
 import functools
 
@@ -25,6 +27,7 @@ GRIDS = {  # d, m, n, teacher neurons, taus, steps, lr(τ, κ), loss_scale
     "one": (5, 20, 50, 1, np.logspace(-2, 0.5, 5), 8000, lambda tau, kappa: 0.01 / max(kappa, 0.1), 0.5),
     "three": (5, 20, 50, 3, np.logspace(-2, 0.5, 5), 8000, lambda tau, kappa: 0.01 / max(kappa, 0.1), 0.5),
     "paper": (20, 20, 200, 3, np.logspace(-1, 0.3, 5), 10_000, lambda tau, kappa: 5e-3 / tau**2, 1.0),
+    "tanh": (5, 20, 30, 3, np.array([0.1, 0.3, 1.0]), 20_000, lambda tau, kappa: 0.01, 0.5),  # convergence check
 }
 DELTAS = np.linspace(-1, 1, 5)
 
@@ -50,20 +53,26 @@ def _agrees(measured: str, predicted: str) -> bool:
     return measured == predicted or (measured == "rich" and predicted == "ultra-rich")
 
 
-@functools.cache
-def _grid(name: str) -> dict:
-    """Train the grid once; the configuration-only and the on-data predictions per cell."""
+def _train(name: str, data_seed: int, student_seed: int, act: str = "relu"):
+    """GD (the engine, float64, one batch) on the grid's τ×δ cells: data, W1 [E, m, d], W2 [E, 1, m], rows, S(0, T)."""
     d, m, n, k, taus, steps, lr, loss_scale = GRIDS[name]
-    data = teacher_student(d=d, k=k, n=n, n_test=10, seed=0)
-    W1, W2, rows = _kunin_params(torch.Generator().manual_seed(1), d, m, taus, lr)
-    ens = build(MLP((d, m, 1), "relu"), rows, scheme="sp", loss_scale=loss_scale)
+    data = teacher_student(d=d, k=k, n=n, n_test=10, seed=data_seed)
+    W1, W2, rows = _kunin_params(torch.Generator().manual_seed(student_seed), d, m, taus, lr)
+    ens = build(MLP((d, m, 1), act), rows, scheme="sp", loss_scale=loss_scale)
     ens = ens.with_params({"W1": W1, "W2": W2})
     for p in ens.lr:
         ens.lr[p] = ens.base_lr.clone()
         ens.multipliers[p] = torch.ones(len(rows), dtype=torch.float64)
     run = train(ens, data, steps, record=[0, steps], observers=("loss", "kernel_distance"), kernel="fused")
     assert (run.diverged_step < 0).all()
-    S = run.final("kernel_distance").sort_index().to_numpy()
+    return data, W1, W2, rows, run.final("kernel_distance").sort_index().to_numpy()
+
+
+@functools.cache
+def _grid(name: str, data_seed: int = 0, student_seed: int = 1) -> dict:
+    """Train the grid once; the configuration-only and the on-data predictions per cell."""
+    d, m, n, k, taus, steps, lr, loss_scale = GRIDS[name]
+    data, W1, W2, rows, S = _train(name, data_seed, student_seed)
     y_scale = float(data.y.pow(2).sum(1).mean().sqrt())
     x_scale = float(data.x.pow(2).sum(1).mean().sqrt())
     cells = []
@@ -90,29 +99,55 @@ def test_predictor_agrees_with_measured_kernel_distance_on_a_5x5_grid():
 
 @pytest.mark.parametrize("name", ["three", "paper"])
 def test_horizon_aware_predictor_beats_configuration_alone_on_kunin_teacher(name):
-    """With Kunin's three-neuron teacher downstream cells turn delayed-rich within the horizon; the
-    configuration-only predictor calls them lazy (measured 17/25 and 18/25 agreement), the on-data
-    predictor sees them coming (21/25, 22/25; the margin 0.12 = 3 cells is below the measured 4)."""
+    """With Kunin's three-neuron teacher the configuration alone is horizon-blind both ways (downstream
+    cells turn delayed-rich, tiny inits still sit on the plateau: measured 17/25 and 18/25 agreement on
+    seed 0); the on-data predictor sees both (25/25, 24/25)."""
     g = _grid(name)
-    assert g["on_data"] >= g["config"] + 0.12, _show(g)
+    assert g["on_data"] >= g["config"] + 0.2, _show(g)
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: the issue asks ≥ 90% on Kunin's 3-neuron teacher; measured "
-                   "84% ('three') and 88% ('paper'): misses sit at the band edges (S 0.08 vs Ŝ 0.05; S 0.27 with R 1.9)")
-@pytest.mark.parametrize("name", ["three", "paper"])
-def test_predictor_on_kunin_three_neuron_teacher(name):
-    g = _grid(name)
+@pytest.mark.parametrize("name,seed", [("three", s) for s in range(8)] + [("paper", 0), ("paper", 7)])
+def test_predictor_on_kunin_three_neuron_teacher(name, seed):
+    """The issue's bar, ≥ 90% of a 5×5 τ×δ grid, on Kunin's Fig. 1 setup (3 teacher neurons): measured
+    92-100% on every seed (the held-out s = 4…7 included); the weakest is three seed 7 (23/25)."""
+    g = _grid(name, seed, seed + 1)
     assert g["on_data"] >= 0.9, _show(g)
 
 
-def test_relinearized_prediction_tracks_delayed_rich_kernel_distance():
-    """Away from the get-rich-quick corner (upstream, τ < 0.3), Ŝ is within a factor 2.5 of the measured S
-    wherever S > 0.02, on all three grids (measured ratios 0.48-1.70; the factor was set after seeing them,
-    as the docstring of `relinearized` says: "within a factor ≈ 2")."""
-    for name in GRIDS:
+def test_relinearized_prediction_tracks_measured_kernel_distance():
+    """Ŝ/S on all three grids at seed 0 wherever S > 0.02: within 15% outside the tiny-init upstream corner
+    (τ < 0.05, δ ≥ 0: abrupt saddle escapes), within [0.65, 1.5] inside it (measured over seeds 0…7 and
+    357 cells: 0.89-1.08 outside, 0.71-1.31 inside)."""
+    for name in ("one", "three", "paper"):
         for c in _grid(name)["cells"]:
-            if c["S"] > 0.02 and not (c["delta"] > 0 and c["tau"] < 0.3):
-                assert 1 / 2.5 <= c["S_hat"] / c["S"] <= 2.5, (name, c)
+            if c["S"] > 0.02:
+                lo, hi = (0.65, 1.5) if (c["tau"] < 0.05 and c["delta"] >= 0) else (0.85, 1.15)
+                assert lo <= c["S_hat"] / c["S"] <= hi, (name, c)
+
+
+def test_configuration_alone_cannot_reach_the_bar_on_both_teachers():
+    """The 'one' and 'three' grids share every configuration item the issue lists (widths, init scales τ/δ,
+    learning rates, horizon); only the teacher differs. Cells whose measured band differs between them
+    cannot both be right for any configuration-only predictor, which bounds its mean agreement over the two
+    grids: measured 6, 12, 10, 9 differing cells on seeds 0…3 → at most 81.5% (< 90%): the data must enter."""
+    differ = [sum(c["measured"] != e["measured"] for c, e in zip(_grid("one", s, s + 1)["cells"], _grid("three", s, s + 1)["cells"]))
+              for s in range(4)]
+    assert 1 - sum(differ) / (2 * 25 * 4) < 0.9, differ
+
+
+def test_log_time_relinearization_converges_to_gradient_descent():
+    """On a smooth (tanh) student the log-time phases are a consistent integrator of the training dynamics:
+    Ŝ approaches the engine's GD kernel distance as the phases per decade grow, at first order (4× the
+    phases, ≈ 4× less error), over 15 τ×δ cells from lazy to small-init upstream and downstream (measured
+    max relative error: 7.4 at one linearization, 0.23, 0.068, 0.017 at 4, 16, 64 per decade)."""
+    data, W1, W2, rows, S = _train("tanh", 0, 1, act="tanh")
+    steps, s = GRIDS["tanh"][5], GRIDS["tanh"][7]
+    err = {}
+    for q in (0, 4, 16, 64):
+        s_hat = np.array([relinearized_kernel_distance(data.x, data.y, W1[i], W2[i], steps, r["lr"], r["lr"], "tanh", s, q)
+                          for i, r in enumerate(rows)])
+        err[q] = float(np.max(np.abs(s_hat - S) / np.maximum(S, 1e-3)))
+    assert err[0] > 1 and err[4] / err[16] > 2.5 and err[16] / err[64] > 2.5 and err[64] < 0.03, err
 
 
 def test_linearized_step_matches_autograd_linearized_flow():
@@ -146,7 +181,7 @@ def test_linearized_step_matches_autograd_linearized_flow():
     ref = theta0 + torch.from_numpy((expm(M * steps) @ np.r_[np.zeros(P), 1.0])[:P])
     W1, A1 = linearized_step(x, y, W, A, steps, lr_w, lr_a, "tanh", s)
     assert float((torch.cat([W1.reshape(-1), A1.reshape(-1)]) - ref).abs().max()) < 1e-12
-    S1 = relinearized_kernel_distance(x, y, W, A, steps, lr_w, lr_a, "tanh", s, phases=1)
+    S1 = relinearized_kernel_distance(x, y, W, A, steps, lr_w, lr_a, "tanh", s, per_decade=0)
     J1 = torch.autograd.functional.jacobian(f, ref)
     K0 = lr_w * J[:, : m * d] @ J[:, : m * d].T + lr_a * J[:, m * d:] @ J[:, m * d:].T
     K1 = lr_w * J1[:, : m * d] @ J1[:, : m * d].T + lr_a * J1[:, m * d:] @ J1[:, m * d:].T

@@ -16,13 +16,14 @@ Boundary (stated, used by the test): lazy if R < 0.1, rich if R > 1, mixed in be
 rich and B > 10 (the init is a tenth of the needed scale: a plateau at the saddle, then drops).
 Checked in tests/theory/test_regime.py against the measured kernel distance on a 5×5 τ×δ grid of
 two-layer ReLU students (lazy ↔ S(0,T) < 0.05, rich/ultra-rich ↔ S > 0.3, mixed ↔ in between).
-Smooth activations (tanh, gelu) use the gate formula as an approximation. Horizon: from the
-configuration alone, downstream nets (f_w → 0) are predicted lazy; they turn rich after a delay
-(Kunin et al.'s delayed rich regime) that depends on the data and the training horizon.
-`predict_regime_on_data` adds that: given the data, the initial weights and the horizon, it also
-predicts the kernel distance Ŝ reached by then (`relinearized_kernel_distance`: lazy fit, relinearize,
-fit again) and combines: rich if R > 1 or Ŝ > 0.3, lazy if R < 0.1 and Ŝ < 0.05, mixed otherwise (Ŝ is
-itself a kernel distance, so its bands are the measured ones).
+Smooth activations (tanh, gelu) use the gate formula as an approximation. Horizon: the configuration
+alone is horizon-blind both ways: downstream nets (f_w → 0) are predicted lazy but turn rich after a
+delay (Kunin et al.'s delayed rich regime), and tiny inits (B ≫ 1) are predicted ultra-rich but may
+still sit on the saddle's plateau at the horizon. `predict_regime_on_data` fixes both: given the data,
+the initial weights and the horizon, it predicts the kernel distance Ŝ reached by then
+(`relinearized_kernel_distance`: lazy fits in log-spaced phases, relinearizing between them) and labels
+by Ŝ's band: rich if Ŝ > 0.3 (ultra-rich if also B > 10), lazy if Ŝ < 0.05, mixed otherwise (Ŝ is itself
+a kernel distance, so its bands are the measured ones: no new constant). R and B stay in the result.
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ from ..models.activations import check
 from ..param.schemes import layer_table
 from .checks import positive
 from .one_d import ntk_ratio_estimate
-from .relinearized import relinearized_kernel_distance
+from .relinearized import PER_DECADE, relinearized_kernel_distance
 
 LAZY_BELOW, RICH_ABOVE, ULTRA_ABOVE = 0.1, 1.0, 10.0
 LAZY_S, RICH_S = 0.05, 0.3  # the measured kernel-distance bands (lazy S < 0.05, rich S > 0.3)
@@ -116,11 +117,11 @@ def predict_regime_from_table(widths: tuple[int, int, int], scheme: str = "mup",
 
 
 def predict_regime_on_data(x, y, W, A, steps: int, lr_w: float, lr_a: float, activation: str = "relu",
-                           loss_scale: float = 0.5) -> RegimePrediction:
+                           loss_scale: float = 0.5, per_decade: float = PER_DECADE) -> RegimePrediction:
     """Regime of one two-layer net f = A σ(W x) (W [m, d], A [c, m], multipliers folded in) trained for
-    `steps` steps at layer rates (lr_w, lr_a) on (x [n, d], y [n, c]): the configuration's R (from the
-    mean per-neuron scale |a_k|·||w_k|| and mean δ_k = η_W|a_k|² − η_A||w_k||²) combined with the
-    predicted kernel distance Ŝ at the horizon (module docstring). Cost O(n³c³)."""
+    `steps` steps at layer rates (lr_w, lr_a) on (x [n, d], y [n, c]), labelled by the predicted kernel
+    distance Ŝ at the horizon (module docstring); R, B, χ, f_w are the configuration's (mean per-neuron
+    scale |a_k|·||w_k|| and mean δ_k = η_W|a_k|² − η_A||w_k||²). Cost O(N·(nc)³), N = phases ∝ log T."""
     check(activation)
     m = W.shape[0]
     a_norm, w_norm = A.norm(dim=0), W.norm(dim=1)
@@ -129,13 +130,13 @@ def predict_regime_on_data(x, y, W, A, steps: int, lr_w: float, lr_a: float, act
     y_scale = float(y.pow(2).sum(1).mean().sqrt())
     x_scale = float(x.pow(2).sum(1).mean().sqrt())
     base = predict_regime((W.shape[1], m, A.shape[0]), tau, delta, y_scale, x_scale, lr_a, lr_w, activation)
-    s_hat = relinearized_kernel_distance(x, y, W, A, steps, lr_w, lr_a, activation, loss_scale)
-    R = base.richness
-    if R > RICH_ABOVE or s_hat > RICH_S:
+    s_hat = relinearized_kernel_distance(x, y, W, A, steps, lr_w, lr_a, activation, loss_scale, per_decade)
+    if s_hat > RICH_S:
         label = "ultra-rich" if base.fit_ratio > ULTRA_ABOVE else "rich"
-    elif R < LAZY_BELOW and s_hat < LAZY_S:
+    elif s_hat < LAZY_S:
         label = "lazy"
     else:
         label = "mixed"
     return replace(base, regime=label, kernel_distance=s_hat,
-                   boundary=base.boundary + f"; with data: rich if R>{RICH_ABOVE} or Ŝ>{RICH_S}, lazy if R<{LAZY_BELOW} and Ŝ<{LAZY_S}")
+                   boundary=f"by the predicted kernel distance Ŝ: lazy Ŝ<{LAZY_S}, mixed {LAZY_S}≤Ŝ≤{RICH_S}, "
+                            f"rich Ŝ>{RICH_S}, ultra-rich Ŝ>{RICH_S} and B>{ULTRA_ABOVE}")
