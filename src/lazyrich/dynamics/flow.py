@@ -44,14 +44,15 @@ def flow(ens: Ensemble, data: Data, times: Sequence[float], observers: Iterable[
     The record's `step` column is the index of the recorded time."""
     from torchdiffeq import odeint  # imported here: it costs ~0.5 s at every CLI start
 
-    t = torch.as_tensor(list(times), dtype=ens.base_lr.dtype)
+    dev = next(iter(ens.params.values())).device
+    t = torch.as_tensor(list(times), dtype=ens.base_lr.dtype, device=dev)
     require(t.numel() >= 1 and float(t[0]) == 0.0 and bool((t[1:] > t[:-1]).all()),
             "times must start at 0 and increase strictly, e.g. [0, 0.5, 1, 2]")
     rates = ens.rates()
     E = ens.size
-    frozen = torch.zeros(E, dtype=torch.bool)
+    frozen = torch.zeros(E, dtype=torch.bool, device=dev)
     frozen_at = np.full(E, -1.0)
-    active_all = torch.ones(E, dtype=torch.bool)
+    active_all = torch.ones(E, dtype=torch.bool, device=dev)
     loss0, _ = loss_and_grads(ens, ens.params, data.x, data.y, active_all)
     bound = divergence * torch.clamp(loss0, min=1e-8)
 
@@ -61,7 +62,7 @@ def flow(ens: Ensemble, data: Data, times: Sequence[float], observers: Iterable[
         bad = ~torch.isfinite(loss) | (loss > bound)
         new = bad & ~frozen
         if bool(new.any()):
-            frozen_at[new.numpy()] = float(tt)
+            frozen_at[new.cpu().numpy()] = float(tt)
             frozen.logical_or_(new)
         v = {k: -(rates[k].reshape(-1, *[1] * (g[k].dim() - 1))) * (g[k] + ens.weight_decay[k].reshape(-1, *[1] * (g[k].dim() - 1)) * p[k]) for k in g}
         vel = _pack(v)
@@ -93,7 +94,7 @@ def flow(ens: Ensemble, data: Data, times: Sequence[float], observers: Iterable[
         for o in obs:
             for ob in o(st):
                 recorder.add(i, time, ob.observable, ob.layer, ob.value)
-    diverged = np.where(frozen_at >= 0, np.searchsorted(t.numpy(), frozen_at), -1).astype(np.int64)
+    diverged = np.where(frozen_at >= 0, np.searchsorted(t.cpu().numpy(), frozen_at), -1).astype(np.int64)
     run = Run(ens.with_params(_unpack(ys[-1], ens.params)), params0, recorder, diverged, t[-1].expand(E).clone())
     run.extra["diverged_time"] = frozen_at
     return run

@@ -142,7 +142,7 @@ def update_structure(ens: Ensemble, params: Params, data: Data, batch_sizes: Seq
     require(all(1 <= int(b) <= n for b in batch_sizes), f"batch sizes must lie in 1..{n} (the training set size)")
     gen = torch.Generator().manual_seed(int(seed))
     act = activation(net.activation)
-    active = torch.ones(ens.size, dtype=torch.bool)
+    active = torch.ones(ens.size, dtype=torch.bool, device=data.x.device)
     rows = []
     for b in batch_sizes:
         for t in range(trials):

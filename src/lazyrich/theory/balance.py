@@ -117,8 +117,8 @@ def predict_balance(widths: tuple[int, ...] | list[int], scheme: str = "mup", op
 def neuron_imbalance(lower: Tensor, upper: Tensor, lr_lower: Tensor | float, lr_upper: Tensor | float) -> Tensor:
     """Measured r_k = δ_k/(√(η_lη_u)||a_k|| ||w_k||) per hidden unit, δ_k = η_l||a_k||² − η_u||w_k||²
     (a_k: column k of `upper`, w_k: row k of `lower`); batched [E, n_l]. Scale- and lr-invariant."""
-    el = torch.as_tensor(lr_lower, dtype=lower.dtype).reshape(-1, 1)
-    eu = torch.as_tensor(lr_upper, dtype=lower.dtype).reshape(-1, 1)
+    el = torch.as_tensor(lr_lower, dtype=lower.dtype, device=lower.device).reshape(-1, 1)
+    eu = torch.as_tensor(lr_upper, dtype=lower.dtype, device=lower.device).reshape(-1, 1)
     a2, w2 = upper.pow(2).sum(-2), lower.pow(2).sum(-1)
     return (el * a2 - eu * w2) / torch.sqrt(el * eu * a2 * w2)
 
@@ -151,7 +151,7 @@ def conserved_step(lower: Tensor, upper: Tensor, g_lower: Tensor, g_upper: Tenso
     p = 1 − fηκ, S = W_uᵀg_u + g_uᵀW_u. The first-order terms cancel whenever the loss depends on the
     pair only through W_uW_l (any data, loss, minibatch); a schedule enters only through f."""
     def col(v: Tensor | float) -> Tensor:
-        return torch.as_tensor(v, dtype=lower.dtype).reshape(-1, 1, 1)
+        return torch.as_tensor(v, dtype=lower.dtype, device=lower.device).reshape(-1, 1, 1)
 
     el, eu, kl, ku = col(lr_lower), col(lr_upper), col(wd_lower), col(wd_upper)
     pl, pu = 1 - factor * el * kl, 1 - factor * eu * ku
