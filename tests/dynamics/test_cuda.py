@@ -2,6 +2,7 @@
 observer, gradient flow, divergence isolation, and float32 within its rounding. Skipped without a GPU
 (CI has none); run on one with `pytest tests/dynamics/test_cuda.py`."""
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -26,7 +27,8 @@ def _setup(device: str, dtype=torch.float64, lrs=(0.02,) * 6, act: str = "relu")
     return ens, data
 
 
-def _values(run) -> np.ndarray:
+def _values(run) -> tuple[np.ndarray, pd.DataFrame]:
+    """Record values and their keys, in one order."""
     rec = run.records(config=False).sort_values(["member", "step", "observable", "layer", "index"])
     return rec["value"].to_numpy(np.float64), rec[["member", "step", "observable", "layer", "index"]]
 

@@ -44,7 +44,7 @@ def flow(ens: Ensemble, data: Data, times: Sequence[float], observers: Iterable[
     The record's `step` column is the index of the recorded time."""
     from torchdiffeq import odeint  # imported here: it costs ~0.5 s at every CLI start
 
-    dev = next(iter(ens.params.values())).device
+    dev = ens.base_lr.device
     t = torch.as_tensor(list(times), dtype=ens.base_lr.dtype, device=dev)
     require(t.numel() >= 1 and float(t[0]) == 0.0 and bool((t[1:] > t[:-1]).all()),
             "times must start at 0 and increase strictly, e.g. [0, 0.5, 1, 2]")
