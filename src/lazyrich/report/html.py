@@ -1,4 +1,5 @@
-"""A self-contained HTML report: claims table (pass/fail), figures embedded as data URIs, the exact
+"""A self-contained HTML report: claims table (verdict pass / fail / inconclusive, with the interval of
+claims measured over seeds), figures embedded as data URIs, the exact
 configuration, code version and runtime. No external resources, no scripts: it opens offline.
 
 `write_report(path, title, claims=None, figures=[(png_path, caption), ...], config={...}, runtime=...)`
@@ -21,7 +22,8 @@ h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.6em;border-bottom:1px solid #
 table{border-collapse:collapse;width:100%;font-size:.9em}th,td{border:1px solid #ddd;padding:4px 6px;vertical-align:top}
 th{background:#f4f4f4;text-align:left}td.num{text-align:right;font-family:ui-monospace,monospace;white-space:nowrap}
 tr.pass td.verdict{color:#11632b;font-weight:600}tr.fail td.verdict{color:#a40000;font-weight:600}
-tr.fail{background:#fff0f0}tr.sub td{font-size:.85em;color:#555}
+tr.fail{background:#fff0f0}tr.inconclusive{background:#fff8e1}tr.inconclusive td.verdict{color:#8a5a00;font-weight:600}
+.warn{background:#fff8e1;color:#8a5a00}tr.sub td{font-size:.85em;color:#555}
 .banner{padding:.6em 1em;border-radius:4px;font-weight:600}.ok{background:#e6f4ea;color:#11632b}.bad{background:#fde8e8;color:#a40000}
 figure{margin:1.2em 0}figure img{max-width:100%;border:1px solid #eee}figcaption{font-size:.9em;color:#444}
 pre{background:#f7f7f7;padding:.8em;overflow-x:auto;font-size:.85em}dl.env{display:grid;grid-template-columns:max-content auto;gap:2px 12px}
@@ -42,13 +44,17 @@ def _num(x: Any) -> str:
 def _claim_rows(claims: Sequence[Any], sub: bool = False) -> list[str]:
     rows = []
     for c in claims:
-        # a control's sub-claims must fail: their row is green when they do
-        ok = (not c.passed) if sub else c.passed
-        verdict = ("fails, as required" if ok else "PASSES: control broken") if sub else ("pass" if ok else "FAIL")
-        cls = ("pass" if ok else "fail") + (" sub" if sub else "")
+        v = getattr(c, "verdict", "pass" if c.passed else "fail")
+        if sub:  # a control's sub-claims must fail: their row is green when they do
+            state = {"fail": "pass", "pass": "fail"}.get(v, "inconclusive")
+            verdict = {"pass": "fails, as required", "fail": "PASSES: control broken"}.get(state, "inconclusive")
+        else:
+            state, verdict = v, {"pass": "pass", "fail": "FAIL"}.get(v, "INCONCLUSIVE")
+        cls = state + (" sub" if sub else "")
+        unc = getattr(c, "uncertainty", "")
         rows.append(
             f'<tr class="{cls}"><td>{"↳ " if sub else ""}{html.escape(c.id)}</td><td>{html.escape(c.statement)}</td>'
-            f'<td class="num">{_num(c.measured)}</td><td class="num">{_num(c.expected)}</td>'
+            f'<td class="num">{_num(c.measured)}</td><td>{html.escape(unc)}</td><td class="num">{_num(c.expected)}</td>'
             f'<td class="num">{html.escape(c.relation)}</td><td>{html.escape(c.provenance)}</td>'
             f'<td>{html.escape(c.source)}</td><td class="verdict">{verdict}</td></tr>')
         rows.extend(_claim_rows(c.details, sub=True))
@@ -58,7 +64,7 @@ def _claim_rows(claims: Sequence[Any], sub: bool = False) -> list[str]:
 def claims_table(claims: Sequence[Any]) -> str:
     """HTML table of claims (objects with id, statement, measured, expected, relation, provenance,
     source, passed, details)."""
-    head = ("<tr><th>id</th><th>statement</th><th>measured</th><th>expected</th><th>test</th>"
+    head = ("<tr><th>id</th><th>statement</th><th>measured</th><th>uncertainty over seeds</th><th>expected</th><th>test</th>"
             "<th>provenance</th><th>source</th><th>result</th></tr>")
     return f"<table>{head}{''.join(_claim_rows(claims))}</table>"
 
@@ -88,13 +94,21 @@ def render_report(title: str, claims: Sequence[Any] | None = None, figures: Iter
     if source:
         parts.append(f"<p><b>Source:</b> {html.escape(source)}</p>")
     if claims is not None:
-        failed = [c.id for c in claims if not c.passed]
+        verdict = lambda c: getattr(c, "verdict", "pass" if c.passed else "fail")  # noqa: E731
+        failed = [c.id for c in claims if verdict(c) == "fail"]
+        unsure = [c.id for c in claims if verdict(c) == "inconclusive"]
         if failed:
             parts.append(f'<p class="banner bad">{len(failed)} of {len(claims)} claims FAILED: {html.escape(", ".join(failed))}</p>')
-        else:
+        if unsure:
+            parts.append(f'<p class="banner warn">{len(unsure)} of {len(claims)} claims INCONCLUSIVE (the interval over seeds '
+                         f'straddles the threshold): {html.escape(", ".join(unsure))}</p>')
+        if not failed and not unsure:
             parts.append(f'<p class="banner ok">All {len(claims)} claims passed.</p>')
         parts.append("<h2>Claims</h2>" + claims_table(claims))
-        parts.append("<p>m = measured, e = expected; a negative control passes when the switched pipeline fails every "
+        parts.append("<p>m = measured, e = expected. A claim measured over seeds passes only when its whole confidence "
+                     "interval satisfies the test, fails when the whole interval violates it, and is inconclusive when it "
+                     "straddles; an ordering passes when it holds in ≥ 95 % of bootstrap resamples of the seeds. Exact "
+                     "claims keep their tolerance test. A negative control passes when the switched pipeline fails every "
                      "claim listed under it (measured = number failed).</p>")
     figs = list(figures)
     if figs:
