@@ -1,12 +1,31 @@
 """Preconditions of the exact solutions, each raising `LazyrichError` that names the violated one."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from numpy.typing import ArrayLike
 
 from ..errors import LazyrichError, require
 
 WHITENED_TOL = 1e-8
+PROBE = 1e-12  # relative size of the init perturbation that measures conditioning (saturates at κ ≈ 1/PROBE)
+EPS = float(np.finfo(np.float64).eps)
+WARN_ERROR = 1e-8  # estimated float64 relative error above which a solution warns
+
+
+class IllConditionedWarning(UserWarning):
+    """An exact solution evaluated in float64 where the problem itself amplifies rounding (near a saddle):
+    the message gives the estimated relative error."""
+
+
+def ill_conditioned(kappa: float, what: str, where: str) -> None:
+    """Warn when relative perturbations of the init are amplified κ-fold along the solution and the
+    estimated float64 error κ·u exceeds 1e-8 (every float64 method shares it: it is the problem's)."""
+    err = kappa * EPS
+    if err > WARN_ERROR:
+        warnings.warn(f"{what} is ill-conditioned here ({where}): float64 rounding of the init is amplified "
+                      f"{kappa:.1e}-fold, estimated relative error ~{err:.1e}", IllConditionedWarning, stacklevel=3)
 
 
 def as_array(x: ArrayLike, name: str, ndim: int | None = None) -> np.ndarray:

@@ -23,7 +23,7 @@ from numpy.typing import ArrayLike
 from scipy.integrate import solve_ivp
 
 from ..errors import LazyrichError, require
-from .checks import as_array, balanced, linear_regression_inputs, positive
+from .checks import PROBE, as_array, balanced, ill_conditioned, linear_regression_inputs, positive
 from .trajectory import Trajectory, trajectory
 
 PAIR = "W1-W2"
@@ -37,29 +37,51 @@ def lambda_dims_ok(d: int, h: int, c: int, lam: float) -> None:
     require(lam >= 0 or h <= d, f"precondition 'λ-balanced dimensions' violated: λ={lam:g} < 0 needs h ≤ d; got h={h}, d={d}")
 
 
-def _riccati_flow(R0: np.ndarray, F: np.ndarray, times: np.ndarray) -> np.ndarray:
-    """R(t) for every t in `times` (ascending, ≥ 0) by restarting the closed form in short steps."""
+def _factor_flow(Q0: np.ndarray, F: np.ndarray, times: np.ndarray, probe: float = 0.0,
+                 seed: int = 0) -> tuple[np.ndarray, float]:
+    """Rank-h factor Q(t) (R = QQᵀ) at every t in `times` (ascending, ≥ 0), stepped by
+    Q ← e^{FΔ} Q L⁻ᵀ with LLᵀ = I + QᵀΦ(Δ)Q (Cholesky; I + QᵀΦQ ⪰ I since Φ ≻ 0), in F's eigenbasis.
+
+    With ``probe > 0`` a second copy starting at Q0 + probe·||Q0||·N (N a fixed random unit direction)
+    is stepped alongside; returns the largest change of R it causes (relative to max_s≤t ||R(s)||) divided
+    by the relative change of R0 — the amplification κ of relative init errors (float64 error ≈ κ·u).
+    """
     lam, O = np.linalg.eigh(F)
     dt_max = 0.5 / max(float(np.abs(lam).max()), 1e-12)
+    n, h = Q0.shape
+    Z = (O.T @ Q0)[None]
+    if probe > 0:
+        N = np.random.default_rng(seed).normal(size=Q0.shape)
+        dZ = probe * np.linalg.norm(Q0) * (O.T @ N) / np.linalg.norm(N)
+        Z = np.concatenate([Z, Z + dZ[None]])
+        r0 = Z[0] @ Z[0].T
+        rel_in = np.linalg.norm(Z[1] @ Z[1].T - r0) / max(np.linalg.norm(r0), 1e-300)
+    kappa, scale = 0.0, float(np.linalg.norm(Q0)) ** 2
 
-    def step(R: np.ndarray, dt: float) -> np.ndarray:
-        e = (O * np.exp(lam * dt)) @ O.T
+    def step(Z: np.ndarray, dt: float) -> np.ndarray:
         with np.errstate(divide="ignore", invalid="ignore"):
             phi = np.where(lam == 0, dt, np.expm1(2 * lam * dt) / (2 * lam))
-        Phi = (O * phi) @ O.T
-        out = e @ np.linalg.solve((np.eye(len(R)) + Phi @ R).T, R.T).T @ e  # R(I + ΦR)⁻¹
-        return 0.5 * (out + out.T)
+        M = np.eye(h) + np.swapaxes(Z, 1, 2) @ (phi[:, None] * Z)
+        L = np.linalg.cholesky(0.5 * (M + np.swapaxes(M, 1, 2)))
+        Zn = np.exp(lam * dt)[:, None] * Z
+        # Zn L⁻ᵀ = (L⁻¹ Znᵀ)ᵀ: a triangular solve per copy
+        return np.swapaxes(np.linalg.solve(L, np.swapaxes(Zn, 1, 2)), 1, 2)
 
-    out = np.empty((len(times), *R0.shape))
-    R, now = R0.copy(), 0.0
+    out = np.empty((len(times), n, h))
+    now = 0.0
     for i, t in enumerate(times):
         span = float(t) - now
         k = int(np.ceil(span / dt_max)) if span > 0 else 0
         for _ in range(k):
-            R = step(R, span / k)
+            Z = step(Z, span / k)
+            if probe > 0:
+                r = Z[0] @ Z[0].T
+                scale = max(scale, float(np.linalg.norm(r)))  # normwise over the trajectory so far
+                rel = np.linalg.norm(Z[1] @ Z[1].T - r) / max(scale, 1e-300)
+                kappa = max(kappa, rel / max(rel_in, 1e-300))
         now = float(t)
-        out[i] = R
-    return out
+        out[i] = O @ Z[0]
+    return out, kappa
 
 
 def _times(times: ArrayLike) -> np.ndarray:
@@ -108,7 +130,7 @@ def _setup(times: ArrayLike, W1: ArrayLike, W2: ArrayLike, sigma_yx: ArrayLike, 
 
 def lambda_balanced(times: ArrayLike, W1: ArrayLike, W2: ArrayLike, sigma_yx: ArrayLike, lr1: float = 1.0,
                     lr2: float = 1.0, loss_floor: float = 0.0, x: ArrayLike | None = None,
-                    tol: float = 1e-8) -> Trajectory:
+                    tol: float = 1e-8, check_conditioning: bool = True) -> Trajectory:
     """Exact gradient flow of a λ-balanced two-layer linear net on whitened data (module docstring).
 
     Observables: ``loss``, ``beta`` (W2W1, c×d row-major), ``input_gram`` (W1ᵀW1, layer W1),
@@ -119,16 +141,19 @@ def lambda_balanced(times: ArrayLike, W1: ArrayLike, W2: ArrayLike, sigma_yx: Ar
     t, A, B, S, h, d, c, lr1, lr2, Q = _setup(times, W1, W2, sigma_yx, lr1, lr2)
     lam = float(np.trace(Q)) / h
     balanced(Q, lam, "λ-balanced init (W2ᵀW2/η2 − W1W1ᵀ/η1 = λI)", tol)
-    lambda_dims_ok(d, h, c, lam)
+    # λ = 0 up to rounding (trace(Q)/h ~ 1e-17) must not trip the sign-dependent dimension check
+    lambda_dims_ok(d, h, c, 0.0 if abs(lam) <= tol * max(1.0, float(np.abs(Q).max())) else lam)
     k = np.sqrt(lr1 * lr2)
     V1, V2 = A * (lr2 / lr1) ** 0.25, B * (lr1 / lr2) ** 0.25
     Qm = np.vstack([V1.T, V2])
     lu = k * lam
     F = np.block([[-lu / 2 * np.eye(d), S.T], [S, lu / 2 * np.eye(c)]])
-    R = _riccati_flow(Qm @ Qm.T, F, k * t)
-    gi = R[:, :d, :d] * np.sqrt(lr1 / lr2)
-    go = R[:, d:, d:] * np.sqrt(lr2 / lr1)
-    return _readouts(t, R[:, d:, :d], gi, go, S, loss_floor, abs(lam) * np.sqrt(h), x, lr1, lr2)
+    Qt, kappa = _factor_flow(Qm, F, k * t, probe=PROBE if check_conditioning else 0.0)
+    ill_conditioned(kappa, "lambda_balanced", "λ = 0 with an init (nearly) orthogonal to a task mode: a saddle")
+    top, bot = Qt[:, :d], Qt[:, d:]
+    gi = top @ top.transpose(0, 2, 1) * np.sqrt(lr1 / lr2)
+    go = bot @ bot.transpose(0, 2, 1) * np.sqrt(lr2 / lr1)
+    return _readouts(t, bot @ top.transpose(0, 2, 1), gi, go, S, loss_floor, abs(lam) * np.sqrt(h), x, lr1, lr2)
 
 
 def isotropic(times: ArrayLike, W1: ArrayLike, W2: ArrayLike, sigma_yx: ArrayLike, lr1: float = 1.0,
