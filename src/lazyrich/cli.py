@@ -14,7 +14,7 @@ import typer
 
 from .errors import LazyrichError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="lazyrich: set, measure and predict lazy vs rich feature learning.")
 
 # rooms that contribute commands (each module defines register(app)); missing ones are skipped

@@ -18,21 +18,31 @@ def register(app: typer.Typer) -> None:
         out: Optional[Path] = typer.Option(None, "--out", help="output folder (default ./lazyrich-out/NAME/)"),
         device: str = typer.Option("cpu", "--device", help="cpu or cuda"),
         list_: bool = typer.Option(False, "--list", help="list reproductions with expected runtimes"),
+        sensitivity: bool = typer.Option(False, "--sensitivity", help="also map the decisive claims over every checkpoint "
+                                         "and the reproduction's size knobs (extra quick runs)"),
     ) -> None:
-        """Reproduce a source paper's headline result: claims.json, figures, report.html; exit 1 if a claim fails."""
-        from . import REGISTRY, reproduce
+        """Reproduce a source paper's headline result: claims.json, figures, report.html; exit 1 if a claim fails
+        (inconclusive claims are listed but do not fail the run)."""
+        if list_:  # read from the sources (catalog), so listing imports no torch
+            from .catalog import catalog
 
-        if list_:
-            for exp in sorted(REGISTRY.values(), key=lambda e: e.name):
+            for exp in sorted(catalog().values(), key=lambda e: e.name):
                 typer.echo(f"{exp.name:24s} {exp.description}")
-                typer.echo(f"{'':24s} quick: {exp.runtime['quick']}; full: {exp.runtime['full']}")
+                typer.echo(f"{'':24s} quick: {exp.runtime.get('quick', '?')}; full: {exp.runtime.get('full', '?')}")
             return
+        from . import reproduce
+
         require(name is not None, "give a reproduction NAME or --list, e.g. `lazyrich reproduce kunin-fig1 --quick`")
-        outcome = reproduce(name, quick=quick, out=out, device=device)
+        outcome = reproduce(name, quick=quick, out=out, device=device, sensitivity=sensitivity)
+        label = {"pass": "pass", "fail": "FAIL", "inconclusive": "INCONCLUSIVE"}
         for c in outcome.claims:
-            typer.echo(f"{'pass' if c.passed else 'FAIL'}  {c.id}: measured {c.measured:.4g}, expected {c.expected:.4g} ({c.relation})")
-        typer.echo(f"{len(outcome.claims) - len(outcome.failed)}/{len(outcome.claims)} claims passed in {outcome.runtime_s:.1f} s; "
-                   f"report: {outcome.out / 'report.html'}")
+            unc = f"; {c.uncertainty}" if c.uncertainty else ""
+            typer.echo(f"{label[c.verdict]:12s} {c.id}: measured {c.measured:.4g}{unc}, expected {c.expected:.4g} ({c.relation})")
+        n = len(outcome.claims)
+        typer.echo(f"{n - len(outcome.failed) - len(outcome.inconclusive)}/{n} claims passed, {len(outcome.failed)} failed, "
+                   f"{len(outcome.inconclusive)} inconclusive in {outcome.runtime_s:.1f} s; report: {outcome.out / 'report.html'}")
+        if outcome.inconclusive:
+            typer.echo(f"inconclusive (interval straddles the threshold; more seeds needed): {', '.join(outcome.inconclusive)}", err=True)
         if outcome.exit_code:
             typer.echo(f"failed: {', '.join(outcome.failed)}", err=True)
             sys.exit(outcome.exit_code)

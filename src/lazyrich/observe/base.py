@@ -69,6 +69,8 @@ def make(names: Iterable[str | Observer]) -> list[Observer]:
     from ..errors import require
     out = []
     for n in names:
+        if isinstance(n, str) and n not in REGISTRY:
+            import lazyrich.theory.observables  # noqa: F401  (registers the theory's observers; lazyrich.theory loads lazily)
         if isinstance(n, str):
             require(n in REGISTRY, f"unknown observable {n!r}: choose from {', '.join(sorted(REGISTRY))}")
             out.append(REGISTRY[n]())

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Callable, Literal
+from typing import Any, Callable, Iterable, Literal
 
 from ..conventions import lr_gamma_factor
 from ..errors import require
@@ -100,8 +100,10 @@ def check_choice(scheme: str, optimizer: str) -> None:
 
 def layer_table(widths: tuple[int, ...] | list[int], scheme: str = "mup", optimizer: str = "sgd",
                 gamma: float = 1.0, gamma_lr: bool | None = None, bias: bool = False,
-                overrides: dict[str, dict[str, float]] | None = None) -> list[LayerRow]:
-    """Per-tensor hyperparameters of an MLP with `widths` (d, n_1, ..., c), input layer first.
+                overrides: dict[str, dict[str, float]] | None = None) -> "LayerTable":
+    """Per-tensor hyperparameters of an MLP with `widths` (d, n_1, ..., c), input layer first, as a
+    `LayerTable`: a list of `LayerRow` that prints as a table with the abc-invariants c_init, c_lr and
+    their width exponents (`.to_frame()` for a DataFrame).
 
     `gamma` is the richness dial of Atanasov et al.: the readout multiplier is divided by γ and, when
     `gamma_lr` is on (default for SGD, where the law was derived; off for Adam/Muon), every learning
@@ -131,7 +133,8 @@ def layer_table(widths: tuple[int, ...] | list[int], scheme: str = "mup", optimi
         g = lr_gamma_factor(gamma, depth) if use_lr else 1.0
         rows = [replace(r, multiplier=r.multiplier / gamma if r.role == "output" else r.multiplier,
                         lr_scale=r.lr_scale * g) for r in rows]
-    return rows
+    return LayerTable(rows, widths=widths, scheme=scheme, optimizer=optimizer, gamma=gamma, gamma_lr=gamma_lr,
+                      bias=bias, overrides=overrides)
 
 
 def _apply_overrides(rows: list[LayerRow], overrides: dict[str, dict[str, float]]) -> list[LayerRow]:
@@ -149,3 +152,77 @@ def table_dicts(rows: list[LayerRow]) -> list[dict[str, float | int | str]]:
     """Rows as JSON-ready dicts (name, fan_in, fan_out, init_std, multiplier, lr_scale, wd_scale)."""
     return [{"name": r.name, "role": r.role, "fan_in": r.fan_in, "fan_out": r.fan_out, "init_std": r.init_std,
              "multiplier": r.multiplier, "lr_scale": r.lr_scale, "wd_scale": r.wd_scale} for r in rows]
+
+
+def invariants(row: LayerRow, optimizer: str) -> tuple[float, float]:
+    """(c_init, c_lr) = (m·σ, m²·lr) for SGD or (m·σ, m·lr) for Adam and Muon: the abc-invariants, equal
+    across equivalent representatives (`LayerRow.shift`), so they are what to compare between schemes."""
+    power = 2 if optimizer == "sgd" else 1
+    return row.multiplier * row.init_std, row.multiplier**power * row.lr_scale
+
+
+COLUMNS = ("name", "role", "fan_in", "fan_out", "init_std", "multiplier", "lr_scale", "wd_scale", "c_init", "c_lr",
+           "c_init_exp", "c_lr_exp")
+
+
+class LayerTable(list):
+    """The rows of `layer_table` (a plain list of `LayerRow` to code) that prints as a table.
+
+    Besides each row's fields it shows the invariants c_init = m·σ and c_lr (`invariants`) and their
+    width exponents: c ∝ n^exp measured by doubling every hidden width (the μP/SP/NTP signature that
+    microsoft/mup's `MuReadout`/`set_base_shapes` encode as width multipliers; blank without hidden layers)."""
+
+    def __init__(self, rows: Iterable[LayerRow], **how: Any) -> None:
+        super().__init__(rows)
+        self.how = how
+
+    def records(self) -> list[dict[str, Any]]:
+        """One dict per row with every column of `COLUMNS` (exponents None without hidden layers)."""
+        opt, widths = self.how.get("optimizer", "sgd"), self.how.get("widths")
+        wider: dict[str, LayerRow] = {}
+        if widths is not None and len(widths) > 2:
+            doubled = (widths[0], *[2 * w for w in widths[1:-1]], widths[-1])
+            wider = {r.name: r for r in layer_table(doubled, **{k: v for k, v in self.how.items() if k != "widths"})}
+        out = []
+        for r in self:
+            c_init, c_lr = invariants(r, opt)
+            row: dict[str, Any] = {**table_dicts([r])[0], "c_init": c_init, "c_lr": c_lr, "c_init_exp": None, "c_lr_exp": None}
+            if r.name in wider:
+                c2_init, c2_lr = invariants(wider[r.name], opt)
+                row["c_init_exp"] = math.log2(c2_init / c_init) if c_init > 0 and c2_init > 0 else None
+                row["c_lr_exp"] = math.log2(c2_lr / c_lr) if c_lr > 0 and c2_lr > 0 else None
+            out.append(row)
+        return out
+
+    def to_frame(self) -> Any:
+        """A pandas DataFrame of `records()` indexed by tensor name."""
+        import pandas as pd
+
+        return pd.DataFrame(self.records(), columns=list(COLUMNS)).set_index("name")
+
+    def __str__(self) -> str:
+        h = self.how
+        title = (f"{h.get('scheme', '?')} × {h.get('optimizer', '?')}, widths {tuple(h.get('widths', ()))}, "
+                 f"γ={h.get('gamma', 1.0):g}; c_init = m·σ, c_lr = {'m²' if h.get('optimizer') == 'sgd' else 'm'}·lr; "
+                 "*_exp: c ∝ width^exp")
+        recs = self.records()
+        cells = [[_cell(v) for v in rec.values()] for rec in recs]
+        width = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(COLUMNS)]
+        left = {0, 1}
+        lines = [title, "  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(COLUMNS, width)))]
+        for row in cells:
+            lines.append("  ".join(v.ljust(w) if i in left else v.rjust(w) for i, (v, w) in enumerate(zip(row, width))))
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        return self.to_frame()._repr_html_()
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)

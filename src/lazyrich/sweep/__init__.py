@@ -5,12 +5,27 @@ locally or on a Dask cluster → every chunk stored atomically in an embedded Du
     out = run_sweep(load_spec("examples/quick.yaml"), "runs.duckdb")
     records = Store("runs.duckdb").records(out.run_id)
 """
-from .executor import ChunkResult, ChunkTask, execute_chunk
-from .planner import Chunk, Plan, expand, plan
-from .run import SweepOutcome, run_sweep
-from .spec import SpecError, SweepSpec
-from .validate import from_dict, load_spec
-from .store import DEFAULT_STORE, Store, StoreBusy
+from typing import TYPE_CHECKING
+
+from .._lazy import attach
+
+# names load on first use (PEP 562) so `lazyrich sweep --help` needs no torch, pandas or duckdb
+__getattr__, __dir__, _ = attach(__name__, {
+    "executor": ["ChunkResult", "ChunkTask", "execute_chunk"],
+    "planner": ["Chunk", "Plan", "expand", "plan"],
+    "run": ["SweepOutcome", "run_sweep"],
+    "spec": ["SpecError", "SweepSpec"],
+    "validate": ["from_dict", "load_spec"],
+    "store": ["DEFAULT_STORE", "Store", "StoreBusy", "StoreDamaged"]})
 
 __all__ = ["SweepSpec", "SpecError", "load_spec", "from_dict", "expand", "plan", "Plan", "Chunk", "ChunkTask",
-           "ChunkResult", "execute_chunk", "run_sweep", "SweepOutcome", "Store", "StoreBusy", "DEFAULT_STORE"]
+           "ChunkResult", "execute_chunk", "run_sweep", "SweepOutcome", "Store", "StoreBusy", "StoreDamaged",
+           "DEFAULT_STORE"]
+
+if TYPE_CHECKING:
+    from .executor import ChunkResult, ChunkTask, execute_chunk
+    from .planner import Chunk, Plan, expand, plan
+    from .run import SweepOutcome, run_sweep
+    from .spec import SpecError, SweepSpec
+    from .store import DEFAULT_STORE, Store, StoreBusy, StoreDamaged
+    from .validate import from_dict, load_spec

@@ -1,4 +1,5 @@
-"""`lazyrich sweep CONFIG.yaml` and `lazyrich runs list | show | export`."""
+"""`lazyrich sweep CONFIG.yaml` and `lazyrich runs list | show | export | check`. Heavy modules (torch,
+pandas, duckdb) are imported inside the commands, never at import time."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,7 +7,8 @@ from typing import Optional
 
 import typer
 
-from .store import DEFAULT_STORE
+# store.DEFAULT_STORE, repeated so this module needs no duckdb (tests/test_imports.py checks they agree)
+DEFAULT_STORE = Path("lazyrich-runs") / "lazyrich.duckdb"
 
 STORE_HELP = "DuckDB results file"
 
@@ -24,10 +26,9 @@ def sweep_cmd(
 ) -> None:
     """Run a sweep: every member trained, every chunk stored as it finishes."""
     from .run import run_sweep
-    from .validate import load_spec
 
-    spec = load_spec(config)  # validated before anything is written
-    out = run_sweep(spec, store, resume=resume, backend=backend, scheduler=scheduler, workers=workers,
+    # run_sweep validates the file whole before anything is computed or written
+    out = run_sweep(config, store, resume=resume, backend=backend, scheduler=scheduler, workers=workers,
                     device=device, threads=threads, progress=not quiet)
     status = ", ".join(f"{n} {s}" for s, n in sorted(out.member_status.items()))
     if out.computed == 0 and out.skipped == out.chunks:
@@ -65,12 +66,20 @@ def runs_list(store: Path = typer.Option(DEFAULT_STORE, "--store", help=STORE_HE
 
 @runs_app.command("show")
 def runs_show(run: str = typer.Argument(..., help="run id, a unique prefix of one, or 'latest'"),
-              store: Path = typer.Option(DEFAULT_STORE, "--store", help=STORE_HELP)) -> None:
+              store: Path = typer.Option(DEFAULT_STORE, "--store", help=STORE_HELP),
+              spec: bool = typer.Option(False, "--spec", help="print the run's sweep file (YAML) instead, e.g. to resume it")) -> None:
     """A run's metadata, member status and recorded observables."""
     from .store import Store
 
     db = Store(store)
     info = db.run(db.resolve(run))
+    if spec:
+        import json
+
+        import yaml
+
+        typer.echo(yaml.safe_dump(json.loads(info["config"])["spec"], sort_keys=False).rstrip())
+        return
     for key in ("run_id", "name", "status", "code_version", "device", "backend", "threads", "host", "started_at", "ended_at"):
         typer.echo(f"{key:>13}: {info[key]}")
     typer.echo(f"{'members':>13}: {info['n_members']} ({', '.join(f'{n} {s}' for s, n in info['member_status'].items())})")
@@ -95,6 +104,21 @@ def runs_export(run: str = typer.Argument(..., help="run id, a unique prefix of 
     run_id = db.resolve(run)
     path = db.export(run_id, out or store.parent / f"{run_id}.{fmt}", fmt)
     typer.echo(f"wrote {path}")
+
+
+@runs_app.command("check")
+def runs_check(store: Path = typer.Argument(..., help="the DuckDB results file to verify (opened read-only)")) -> None:
+    """Verify a store: every page readable, every member's digest and records complete; what is recoverable."""
+    from .check import check_store
+    from .store import StoreDamaged
+
+    report = check_store(store)
+    for line in report.lines:
+        typer.echo(line)
+    if not report.healthy:
+        raise StoreDamaged(store, report.damage[0] if len(report.damage) == 1 else
+                           f"{report.damage[0]}; and {len(report.damage) - 1} more problems above")
+    typer.echo(f"{store}: healthy")
 
 
 def register(app: typer.Typer) -> None:

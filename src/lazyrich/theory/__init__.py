@@ -16,19 +16,28 @@ overlays its prediction without glue (`overlay(run.records(), prediction)`).
 Importing this package also registers the observers of `observables` (linear_map, single_neuron,
 one_d, ntk_ratio).
 """
-from . import observables  # noqa: F401  (registers observers)
-from .agf import AGFPrediction, agf, linear_agf
-from .atanasov import lr_law, toy_max_lr, toy_sharpness
-from .balance import (PairBalance, conserved_step, conserved_under_decay, decay_rate, neuron_imbalance,
-                      one_d_step_factor, predict_balance, warmup_regime)
-from .one_d import laziness, mechanism, mechanism_case, one_d, one_d_inputs, phase, phase_exponent
-from .regime import RegimePrediction, predict_regime, predict_regime_from_table, predict_regime_on_data
-from .relinearized import relinearized_kernel_distance
-from .saxe import decoupled_init, half_time, learning_time, mode_strength, saxe, saxe_inputs
-from .single_neuron import (basin, interpolating_limit, interpolating_solution, potential, regime,
-                            single_neuron, single_neuron_inputs)
-from .trajectory import Trajectory, merge, overlay, trajectory
-from .wide_linear import aligned_mode, isotropic, lambda_balanced, linear_inputs, linear_ntk
+from typing import TYPE_CHECKING
+
+from .._lazy import attach
+
+
+def _register_observers() -> None:
+    from . import observables  # noqa: F401  (registers observers; observe.make also imports it for unknown names)
+
+
+# names load on first use (PEP 562) so `lazyrich predict --help` needs no torch
+__getattr__, __dir__, _ = attach(__name__, {
+    "agf": ["AGFPrediction", "agf", "linear_agf"],
+    "atanasov": ["lr_law", "toy_max_lr", "toy_sharpness"],
+    "balance": ["PairBalance", "conserved_step", "conserved_under_decay", "decay_rate", "neuron_imbalance", "one_d_step_factor", "predict_balance", "warmup_regime"],
+    "one_d": ["laziness", "mechanism", "mechanism_case", "one_d", "one_d_inputs", "phase", "phase_exponent"],
+    "regime": ["RegimePrediction", "predict_regime", "predict_regime_from_table", "predict_regime_on_data"],
+    "relinearized": ["relinearized_kernel_distance"],
+    "saxe": ["decoupled_init", "half_time", "learning_time", "mode_strength", "saxe", "saxe_inputs"],
+    "single_neuron": ["basin", "interpolating_limit", "interpolating_solution", "potential", "regime", "single_neuron", "single_neuron_inputs"],
+    "trajectory": ["Trajectory", "merge", "overlay", "trajectory"],
+    "wide_linear": ["aligned_mode", "isotropic", "lambda_balanced", "linear_inputs", "linear_ntk"],
+}, before=_register_observers)
 
 __all__ = [
     "Trajectory", "trajectory", "merge", "overlay",
@@ -44,3 +53,17 @@ __all__ = [
     "predict_regime", "predict_regime_from_table", "predict_regime_on_data", "RegimePrediction",
     "relinearized_kernel_distance",
 ]
+
+if TYPE_CHECKING:
+    from .agf import AGFPrediction, agf, linear_agf
+    from .atanasov import lr_law, toy_max_lr, toy_sharpness
+    from .balance import (PairBalance, conserved_step, conserved_under_decay, decay_rate, neuron_imbalance,
+                          one_d_step_factor, predict_balance, warmup_regime)
+    from .one_d import laziness, mechanism, mechanism_case, one_d, one_d_inputs, phase, phase_exponent
+    from .regime import RegimePrediction, predict_regime, predict_regime_from_table, predict_regime_on_data
+    from .relinearized import relinearized_kernel_distance
+    from .saxe import decoupled_init, half_time, learning_time, mode_strength, saxe, saxe_inputs
+    from .single_neuron import (basin, interpolating_limit, interpolating_solution, potential, regime,
+                                single_neuron, single_neuron_inputs)
+    from .trajectory import Trajectory, merge, overlay, trajectory
+    from .wide_linear import aligned_mode, isotropic, lambda_balanced, linear_inputs, linear_ntk
