@@ -89,10 +89,13 @@ def expand(spec: SweepSpec) -> pd.DataFrame:
         values = evaluate(text, {k: members[k].to_numpy(float) for k in members if k not in STR_KEYS})
         members[key] = values
     for key in MEMBER_KEYS:
-        if key in INT_KEYS:
+        if key in INT_KEYS and pd.api.types.is_integer_dtype(members[key]):
+            members[key] = members[key].astype(np.int64)  # given as integers: exact (seeds up to 2⁶³−1)
+        elif key in INT_KEYS:  # derived, in float64: exact integers only up to 2⁵³
             col = members[key].to_numpy(float)
-            require(bool(np.all(np.isfinite(col) & (col == np.round(col)))),
-                    f"{key} must be an integer for every member; fix the axis or the derived expression")
+            require(bool(np.all(np.isfinite(col) & (col == np.round(col)) & (np.abs(col) <= 2.0**53))),
+                    f"{'derived.' * (key in spec.derived)}{key}: must be an integer (|value| ≤ 2⁵³) for every member; "
+                    "fix the axis or the derived expression")
             members[key] = col.astype(np.int64)
         elif key in STR_KEYS:
             members[key] = members[key].astype(str)

@@ -3,7 +3,10 @@ recording schedule, observables and the axes to sweep. The same object comes fro
 (`load_spec`) or Python (`from_dict` / `SweepSpec(...)`), and is validated before anything runs:
 every problem becomes one line naming the key and the fix (`SpecError`).
 
-Validation (one line per problem) lives in `validate.py`. A *member* is one configuration: a value for every key of `MEMBER_KEYS`. Its base values come
+Validation lives in `validate.py` (`validate_spec`); the size limits and the cost estimate in
+`limits.py`. Every number is finite (`allow_inf_nan=False` on every section) and every size is
+bounded by the types below, so nothing proportional to a requested size runs before the checks.
+A *member* is one configuration: a value for every key of `MEMBER_KEYS`. Its base values come
 from the sections below; the axes override them (grid = product, zip = side by side, random = n
 draws); `derived` keys are computed last from the others (e.g. ``lr: "5e-3 / tau**2"``).
 """
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from typing import Annotated, Any, Literal, Union
 
 import numpy as np
@@ -18,6 +22,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Fiel
 
 from ..dynamics.optim import OptimizerSpec
 from ..dynamics.schedules import Schedule
+from .limits import INT64_MAX, MAX_DEPTH, MAX_MEMBERS, MAX_MESSAGE, MAX_RECORD_POINTS, MAX_SIZE, MAX_STEPS
 from ..ensemble import INITS
 from ..errors import LazyrichError
 from ..models.activations import NAMES as ACTIVATIONS
@@ -27,17 +32,46 @@ from ..param.schemes import SCHEMES
 OPTIMIZER_KINDS = ("gd", "sgd", "momentum", "adam", "muon", "spectral")
 
 
+def one_line(text: str, limit: int = MAX_MESSAGE) -> str:
+    """`text` on one line of at most `limit` characters (control characters become spaces, the middle
+    is elided): no input can make an error message long or multi-line."""
+    flat = "".join(" " if not ch.isprintable() else ch for ch in text)
+    return flat if len(flat) <= limit else flat[: limit - 21] + " … " + flat[-18:]
+
+
+def short_repr(value: Any, limit: int = 40) -> str:
+    """repr of a value from the input, elided to `limit` characters (containers are summarized)."""
+    if isinstance(value, (dict, list, tuple, set)):
+        return f"a {type(value).__name__} of {len(value)}"
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"an integer of {math.ceil(value.bit_length() * math.log10(2))} digits"  # repr() of a huge int raises
+    if isinstance(value, str) and len(value) > 4 * limit:
+        value = value[: 4 * limit]
+    return one_line(repr(value), limit)
+
+
 class SpecError(LazyrichError):
-    """An invalid sweep: `problems` holds one line per problem ("key: what is wrong; the fix")."""
+    """An invalid sweep: `problems` holds one line per problem ("key: what is wrong; the fix"); the
+    message is one line: the source, the first problem and the keys of the others."""
 
     def __init__(self, source: str, problems: list[str]):
-        self.problems = problems
-        head = f"{len(problems)} problem{'s' * (len(problems) > 1)} in {source} (nothing was run):"
-        super().__init__("\n".join([head, *[f"  {p}" for p in problems]]))
+        self.problems = [one_line(p) for p in problems]
+        more = ""
+        if len(problems) > 1:
+            keys = ", ".join(p.split(": ")[0] for p in self.problems[1:])
+            more = f" [{len(problems) - 1} more: {one_line(keys, 100)}]"
+        head = f"{one_line(source, 120)}: {self.problems[0]}"
+        super().__init__(one_line(head, MAX_MESSAGE - len(more) - 17) + more + " (nothing was run)")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # every float of a spec is finite: inf/nan would run and be flagged "diverged" instead of refused
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+Seed = Annotated[int, Field(ge=0, le=INT64_MAX)]
+Size = Annotated[int, Field(gt=0, le=MAX_SIZE)]
+Steps = Annotated[int, Field(ge=0, le=MAX_STEPS)]
 
 
 # ---------------------------------------------------------------- values of an axis
@@ -50,16 +84,27 @@ def _expand_values(v: Any) -> Any:
             raise ValueError("give a list or one of {linspace: [a, b, k]}, {logspace: [a, b, k]}, "
                              "{geomspace: [a, b, k]}, {range: [start, stop, step]}")
         (kind, args), = v.items()
-        if not isinstance(args, (list, tuple)) or not all(isinstance(a, (int, float)) for a in args):
-            raise ValueError(f"{kind} takes a list of numbers, e.g. {{{kind}: [0, 1, 5]}}")
+        if not isinstance(args, (list, tuple)) or not all(isinstance(a, (int, float)) and not isinstance(a, bool)
+                                                          and math.isfinite(a) for a in args):
+            raise ValueError(f"{kind} takes a list of finite numbers, e.g. {{{kind}: [0, 1, 5]}}")
         if kind == "range":
-            if not (2 <= len(args) <= 3 and all(float(a).is_integer() for a in args)):
-                raise ValueError("range takes integers [start, stop] or [start, stop, step]")
-            return list(range(*(int(a) for a in args)))
+            if not (2 <= len(args) <= 3 and all(float(a).is_integer() for a in args)) or (len(args) == 3 and args[2] == 0):
+                raise ValueError("range takes integers [start, stop] or [start, stop, step] with step ≠ 0")
+            values = range(*(int(a) for a in args))  # len() is arithmetic: nothing materialized yet
+            if len(values) == 0:
+                raise ValueError(f"range {list(args)} is empty (reversed?); use start < stop, or a negative step")
+            if len(values) > MAX_MEMBERS:
+                raise ValueError(f"range {list(args)} has {len(values):.3g} values (> {MAX_MEMBERS:.0e}); use a larger step")
+            return list(values)
         if len(args) != 3 or not float(args[2]).is_integer() or args[2] < 1:
             raise ValueError(f"{kind} takes [a, b, k] with an integer count k ≥ 1")
+        if args[2] > MAX_MEMBERS:
+            raise ValueError(f"{kind} asks for {args[2]:.3g} values (> {MAX_MEMBERS:.0e}); use a smaller count k")
+        if kind == "geomspace" and (args[0] == 0 or args[1] == 0 or (args[0] < 0) != (args[1] < 0)):
+            raise ValueError("geomspace takes [a, b, k] with a and b nonzero and of the same sign")
         fn = {"linspace": np.linspace, "logspace": np.logspace, "geomspace": np.geomspace}[kind]
-        return [float(x) for x in fn(args[0], args[1], int(args[2]))]
+        with np.errstate(over="ignore"):  # 10^400 becomes inf, refused by the key's type
+            return [float(x) for x in fn(args[0], args[1], int(args[2]))]
     if isinstance(v, (list, tuple)):
         if len(v) == 0:
             raise ValueError("an axis needs at least one value")
@@ -70,16 +115,36 @@ def _expand_values(v: Any) -> Any:
 Values = Annotated[list[Any], BeforeValidator(_expand_values)]
 
 
+def _ordered(lo: Any, hi: Any, strict: bool, kind: str) -> None:
+    if lo > hi or (strict and lo == hi):
+        raise ValueError(f"{kind} takes [lo, hi] with lo {'<' if strict else '≤'} hi (got [{lo}, {hi}]); swap them")
+
+
 class Uniform(_Strict):
     uniform: tuple[float, float]
+
+    @model_validator(mode="after")
+    def _order(self) -> "Uniform":
+        _ordered(*self.uniform, False, "uniform")
+        return self
 
 
 class LogUniform(_Strict):
     loguniform: tuple[Annotated[float, Field(gt=0)], Annotated[float, Field(gt=0)]]
 
+    @model_validator(mode="after")
+    def _order(self) -> "LogUniform":
+        _ordered(*self.loguniform, False, "loguniform")
+        return self
+
 
 class Integers(_Strict):
-    integers: tuple[int, int]  # [low, high)
+    integers: tuple[Annotated[int, Field(ge=-INT64_MAX)], Annotated[int, Field(le=INT64_MAX)]]  # [low, high)
+
+    @model_validator(mode="after")
+    def _order(self) -> "Integers":
+        _ordered(*self.integers, True, "integers")
+        return self
 
 
 class Choice(_Strict):
@@ -107,16 +172,16 @@ Dist = Annotated[Union[Annotated[Uniform, Tag("uniform")], Annotated[LogUniform,
 
 
 class RandomBlock(_Strict):
-    n: int = Field(gt=0)
-    seed: int = Field(0, ge=0)
+    n: int = Field(gt=0, le=MAX_MEMBERS)
+    seed: Seed = 0
     dists: dict[str, Dist] = Field(min_length=1)
 
 
 class Axis(_Strict):
     """One block of axes: `grid` (all combinations), `zip` (equal-length lists side by side) or `random`."""
 
-    grid: dict[str, Values] | None = None
-    zip: dict[str, Values] | None = None
+    grid: Annotated[dict[str, Values], Field(min_length=1)] | None = None  # an empty grid is refused, not one member
+    zip: Annotated[dict[str, Values], Field(min_length=1)] | None = None
     random: RandomBlock | None = None
 
     @model_validator(mode="after")
@@ -141,11 +206,11 @@ class TeacherStudent(_Strict):
     """Kunin et al. Fig. 1 task (lazyrich.tasks.teacher_student)."""
 
     name: Literal["teacher_student"]
-    d: int = Field(100, gt=0)
-    k: int = Field(3, gt=0)
-    n: int = Field(1000, gt=0)
-    n_test: int = Field(0, ge=0)
-    seed: int = Field(0, ge=0)
+    d: Size = 100
+    k: Size = 3
+    n: Size = 1000
+    n_test: Annotated[int, Field(ge=0, le=MAX_SIZE)] = 0
+    seed: Seed = 0
 
     @property
     def dims(self) -> tuple[int, int]:
@@ -163,12 +228,12 @@ class WhitenedRegression(_Strict):
     """Linear regression with exactly whitened inputs (lazyrich.tasks.whitened_regression)."""
 
     name: Literal["whitened_regression"]
-    d: int = Field(gt=0)
-    c: int = Field(1, gt=0)
-    n: int | None = Field(None, gt=0)
-    rank: int | None = Field(None, gt=0)
+    d: Size
+    c: Size = 1
+    n: Size | None = None
+    rank: Size | None = None
     noise: float = Field(0.0, ge=0)
-    seed: int = Field(0, ge=0)
+    seed: Seed = 0
 
     @property
     def dims(self) -> tuple[int, int]:
@@ -188,8 +253,8 @@ Tasks = Annotated[Union[Annotated[Task, Tag("one")], Annotated[dict[str, Task], 
 class ModelSpec(_Strict):
     """An MLP of `depth` weight layers, every hidden layer `width` wide (input and output from the task)."""
 
-    width: int = Field(gt=0)
-    depth: int = Field(2, ge=1)
+    width: Size
+    depth: int = Field(2, ge=1, le=MAX_DEPTH)
     activation: Literal[ACTIVATIONS] = "relu"  # type: ignore[valid-type]
     bias: bool = False
 
@@ -212,14 +277,31 @@ class InitSpec(_Strict):
     lam: float = 0.0
 
 
-class TrainSpec(OptimizerSpec):
-    """The optimizer (every field of `OptimizerSpec`) plus the base learning rate and weight decay."""
+_Beta = Annotated[float, Field(ge=0, lt=1)]  # as torch.optim.Adam: 0 ≤ β < 1
 
+
+class TrainSpec(OptimizerSpec):
+    """The optimizer (every field of `OptimizerSpec`) plus the base learning rate and weight decay.
+    Ranges as torch.optim checks them (0 ≤ β < 1, eps > 0), every float finite."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    batch_size: Size | None = None
+    betas: tuple[_Beta, _Beta] = (0.9, 0.999)
+    ns_eps: float = Field(1e-7, gt=0)  # Newton-Schulz divides by ||G|| + eps
     lr: float = Field(0.1, gt=0)
     weight_decay: float = Field(0.0, ge=0)
 
     def optimizer(self, kind: str) -> OptimizerSpec:
         return OptimizerSpec(**{**self.model_dump(exclude={"lr", "weight_decay"}), "kind": kind})
+
+
+class ScheduleSpec(Schedule):
+    """`Schedule` with finite factors and step counts within the step limit."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    warmup: Steps = 0
+    total: Annotated[int, Field(gt=0, le=MAX_STEPS)] | None = None
+    step_every: Annotated[int, Field(gt=0, le=MAX_STEPS)] = 1000
 
 
 class FlowSpec(_Strict):
@@ -232,15 +314,15 @@ class FlowSpec(_Strict):
 
 
 class RecordLog(_Strict):
-    log: int = Field(20, gt=0)  # ~log points between 1 and steps, plus 0 and steps
+    log: int = Field(20, gt=0, le=MAX_RECORD_POINTS)  # ~log points between 1 and steps, plus 0 and steps
 
 
 class RecordEvery(_Strict):
-    every: int = Field(gt=0)
+    every: int = Field(gt=0, le=MAX_STEPS)
 
 
 Record = Annotated[Union[Annotated[RecordLog, Tag("log")], Annotated[RecordEvery, Tag("every")],
-                         Annotated[list[Annotated[int, Field(ge=0)]], Tag("list")]],
+                         Annotated[list[Steps], Tag("list")]],
                    Discriminator(_tag(("log", "every", "list")), custom_error_type="record",
                                  custom_error_message="give {log: N} (log-spaced), {every: K} or a list of steps")]
 
@@ -249,8 +331,8 @@ class Execution(_Strict):
     """How members are packed: at most `chunk_members` per ensemble and `memory_mb` of working memory."""
 
     memory_mb: float = Field(1024.0, gt=0)
-    chunk_members: int | None = Field(None, gt=0)
-    data_seed: int = Field(0, ge=0)  # minibatch order (shared by all members)
+    chunk_members: Size | None = None
+    data_seed: Seed = 0  # minibatch order (shared by all members)
 
 
 class SweepSpec(_Strict):
@@ -261,14 +343,14 @@ class SweepSpec(_Strict):
     parametrization: ParamSpec = ParamSpec()
     init: InitSpec = InitSpec()
     optimizer: TrainSpec = TrainSpec()
-    schedule: Schedule = Schedule()
-    steps: int | None = Field(None, ge=0)
+    schedule: ScheduleSpec = ScheduleSpec()
+    steps: Steps | None = None
     flow: FlowSpec | None = None
     record: Record = RecordLog()
     observables: list[Union[str, dict[str, dict[str, Any]]]] = ["loss", "conserved"]  # name or {name: {option: value}}
     loss_scale: float = Field(0.5, gt=0)
     dtype: Literal["float64", "float32"] = "float64"
-    seed: int = Field(0, ge=0)
+    seed: Seed = 0
     axes: list[Axis] = []
     derived: dict[str, str] = {}
     execution: Execution = Execution()
@@ -318,10 +400,10 @@ class SweepSpec(_Strict):
 _Pos = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 _NonNeg = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 _Finite = Annotated[float, Field(allow_inf_nan=False)]
-_Seed = Annotated[int, Field(ge=0, strict=True)]
+_Seed = Annotated[int, Field(ge=0, le=INT64_MAX, strict=True)]
 MEMBER_KEYS: dict[str, Any] = {
-    "task": str, "task_seed": _Seed, "width": Annotated[int, Field(gt=0, strict=True)],
-    "depth": Annotated[int, Field(ge=1, strict=True)], "activation": Literal[ACTIVATIONS],
+    "task": str, "task_seed": _Seed, "width": Annotated[int, Field(gt=0, le=MAX_SIZE, strict=True)],
+    "depth": Annotated[int, Field(ge=1, le=MAX_DEPTH, strict=True)], "activation": Literal[ACTIVATIONS],
     "scheme": Literal[SCHEMES], "optimizer": Literal[OPTIMIZER_KINDS], "gamma": _Pos, "lr": _Pos,
     "weight_decay": _NonNeg, "seed": _Seed, "tau": _Pos, "delta": _Finite, "lam": _Finite, "std_scale": _NonNeg,
 }

@@ -1,15 +1,28 @@
-"""Validation of sweep files: pydantic's structural errors and the cross-section checks become one
-line per problem, "key: what is wrong; the fix" (`SpecError`), before anything runs or is written."""
+"""Validation of sweeps, complete before anything runs, allocates or writes.
+
+**The one entry point is `validate_spec(spec)`**: it raises `SpecError` (a `LazyrichError`, one
+line: "key: what is wrong; the fix") or returns None, and must be called before a store file or
+run row is created. `from_dict` (structure, via pydantic) and `load_spec` (file: size, UTF-8, YAML
+with bounded alias expansion) call it. Order, so that nothing proportional to a requested size runs
+before it is bounded: field types and ranges (pydantic, in `spec.py`) → cross-section checks →
+sizes from arithmetic alone (`limits.py`: member count, record points, members table, lower bounds
+of one member) → the members table is expanded → derived values, init constraints and the exact
+memory and record volume of every ensemble against this machine's available memory.
+"""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from ..errors import LazyrichError
+from . import limits as L
 from .expr import check_expression
-from .spec import MEMBER_KEYS, NUMERIC_KEYS, Axis, Choice, Integers, LogUniform, SpecError, SweepSpec, check_value
+from .spec import (MEMBER_KEYS, NUMERIC_KEYS, Axis, Choice, Integers, LogUniform, SpecError, SweepSpec, check_value,
+                   one_line, short_repr)
+
+_LIST_ADAPTERS = {k: TypeAdapter(list[t]) for k, t in MEMBER_KEYS.items()}  # type: ignore[valid-type]
 
 
 def _loc(loc: tuple) -> str:
@@ -21,7 +34,7 @@ def _loc(loc: tuple) -> str:
         elif part in ("one", "many", "list", "teacher_student", "whitened_regression") or "[" in part or part == nxt:
             continue  # union branch tags, not keys
         else:
-            out += ("." if out else "") + part
+            out += ("." if out else "") + one_line(str(part), 40)
     return out or "(top level)"
 
 
@@ -32,11 +45,15 @@ def _line(err: dict[str, Any]) -> str:
     if kind == "missing":
         return f"{key}: required; add it"
     if kind == "string_pattern_mismatch":
-        return f"{key}: use only letters, digits, '_', '.' and '-' (got {err.get('input')!r})"
+        return f"{key}: use only letters, digits, '_', '.' and '-' (got {short_repr(err.get('input'))})"
+    if kind in ("too_short", "list_type") and "at least 1 item" in msg:
+        return f"{key}: empty; give at least one entry"
+    if kind == "finite_number":
+        return f"{key}: must be a finite number (got {short_repr(err.get('input'))}); give a number such as 0.1"
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
     got = err.get("input")
-    shown = "" if isinstance(got, (dict, list)) or got is None else f" (got {got!r})"
+    shown = "" if isinstance(got, (dict, list)) or got is None else f" (got {short_repr(got)})"
     return f"{key}: {msg[0].lower() + msg[1:]}{shown}"
 
 
@@ -50,37 +67,50 @@ def _errors(exc: ValidationError) -> list[str]:
     return lines
 
 
+def _where(spec: SweepSpec, key: str) -> str:
+    """The path that sets member key `key`: its axis, `derived.key`, or its section."""
+    for i, axis in enumerate(spec.axes):
+        if key in axis.keys:
+            kind = "grid" if axis.grid is not None else "zip" if axis.zip is not None else "random.dists"
+            return f"axes[{i}].{kind}.{key}"
+    if key in spec.derived:
+        return f"derived.{key}"
+    return {"width": "model.width", "depth": "model.depth"}.get(key, key)
+
+
 def semantic_problems(spec: SweepSpec) -> list[str]:
-    """Checks across sections (axes keys and values, observables, init constraints); [] when valid."""
+    """Checks across sections that need no expansion (axes keys and values, observables, flow,
+    tasks, derived expressions); [] when valid."""
     from ..observe import REGISTRY
 
     problems: list[str] = []
     if spec.flow is None and spec.steps is None:
         problems.append("steps: required for discrete training; add steps: N (or a flow: section)")
     if spec.flow is not None:
-        t = [float(x) for x in spec.flow.times]
-        if not (t and t[0] == 0.0 and all(b > a for a, b in zip(t, t[1:]))):
-            problems.append("flow.times: must start at 0 and increase strictly, e.g. {linspace: [0, 10, 21]}")
-        if spec.optimizer.kind != "gd":
-            problems.append("optimizer.kind: gradient flow (flow:) needs kind gd; remove the flow: section or the kind")
+        problems += _flow_problems(spec)
     for j, item in enumerate(spec.observables):
         if isinstance(item, dict) and len(item) != 1:
             problems.append(f"observables[{j}]: give one observable per entry, e.g. {{kernel_distance: {{weights: unit}}}}")
             continue
         name, opts = (item, {}) if isinstance(item, str) else next(iter(item.items()))
         if name not in REGISTRY:
-            problems.append(f"observables[{j}]: unknown observable {name!r}; choose from {', '.join(sorted(REGISTRY))}")
+            problems.append(f"observables[{j}]: unknown observable {short_repr(name)}; choose from {', '.join(sorted(REGISTRY))}")
             continue
         try:
             REGISTRY[name](**opts)
-        except (TypeError, ValueError, LazyrichError) as exc:
-            problems.append(f"observables[{j}].{name}: bad options {opts} ({exc}); see the observer's docstring")
+        except Exception as exc:  # any failure of the factory is a bad option of the user's
+            problems.append(f"observables[{j}].{name}: bad options ({one_line(str(exc), 80)}); see the observer's docstring")
+    for label, task in spec.tasks.items():
+        rank, n, d = getattr(task, "rank", None), task.n or max(2 * task.dims[0], task.dims[0] + 1), task.dims[0]
+        if rank is not None and rank > min(n, d):
+            where = "task" if label == task.name and not isinstance(spec.task, dict) else f"task.{label}"
+            problems.append(f"{where}.rank: {rank} must be ≤ min(n, d) = {min(n, d)}; lower rank or raise n and d")
     labels = list(spec.tasks)
     seen: dict[str, int] = {}
     for i, axis in enumerate(spec.axes):
         kind = "grid" if axis.grid is not None else "zip" if axis.zip is not None else "random"
         for key in axis.keys:
-            where = f"axes[{i}].{kind}{'.dists' if kind == 'random' else ''}.{key}"
+            where = f"axes[{i}].{kind}{'.dists' if kind == 'random' else ''}.{one_line(key, 40)}"
             if key not in MEMBER_KEYS:
                 problems.append(f"{where}: unknown axis key; sweepable keys are {', '.join(MEMBER_KEYS)}")
                 continue
@@ -90,27 +120,44 @@ def semantic_problems(spec: SweepSpec) -> list[str]:
             if key in spec.derived:
                 problems.append(f"{where}: {key} is also derived; drop it from derived: or from the axes")
             values = _axis_values(axis, key)
-            for j, v in enumerate(values):
-                try:
-                    check_value(key, v)
-                except ValidationError as exc:
-                    problems.append(f"{where}[{j}]: {exc.errors()[0]['msg'].lower()} (got {v!r})")
-                    break
-                if key == "task" and v not in labels:
-                    problems.append(f"{where}[{j}]: unknown task {v!r}; name one of the tasks: {', '.join(labels)}")
-                    break
+            try:
+                _LIST_ADAPTERS[key].validate_python(values)
+            except ValidationError as exc:
+                err = exc.errors(include_url=False)[0]
+                j = err["loc"][0] if err["loc"] else 0
+                problems.append(f"{where}[{j}]: {err['msg'].lower()} (got {short_repr(err.get('input'))})")
+                continue
+            if key == "task":
+                bad = next((j for j, v in enumerate(values) if v not in labels), None)
+                if bad is not None:
+                    problems.append(f"{where}[{bad}]: unknown task {short_repr(values[bad])}; name one of the tasks: "
+                                    f"{', '.join(labels)}")
             if key == "optimizer" and spec.flow is not None:
                 problems.append(f"{where}: optimizer cannot be swept under flow:; remove the axis or the flow: section")
     for key, text in spec.derived.items():
         if key not in NUMERIC_KEYS:
-            problems.append(f"derived.{key}: only numeric keys can be derived ({', '.join(NUMERIC_KEYS)})")
+            problems.append(f"derived.{one_line(key, 40)}: only numeric keys can be derived ({', '.join(NUMERIC_KEYS)})")
             continue
         err = check_expression(text, set(NUMERIC_KEYS) - {key})
         if err:
             problems.append(f"derived.{key}: {err}")
-    if problems:
-        return problems
-    problems += _init_problems(spec)
+    return problems
+
+
+def _flow_problems(spec: SweepSpec) -> list[str]:
+    problems = []
+    flow = spec.flow
+    assert flow is not None
+    t = flow.times
+    if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in t):
+        problems.append("flow.times: must be numbers, e.g. {linspace: [0, 10, 21]}")
+    elif not (t[0] == 0.0 and all(b > a for a, b in zip(t, t[1:])) and t[-1] < float("inf")):
+        problems.append("flow.times: must start at 0, increase strictly and stay finite, e.g. {linspace: [0, 10, 21]}")
+    if spec.optimizer.kind != "gd":
+        problems.append("optimizer.kind: gradient flow (flow:) needs kind gd; remove the flow: section or the kind")
+    from torchdiffeq._impl.odeint import SOLVERS
+    if flow.method not in SOLVERS:
+        problems.append(f"flow.method: unknown solver {short_repr(flow.method)}; choose from {', '.join(SOLVERS)}")
     return problems
 
 
@@ -124,15 +171,94 @@ def _axis_values(axis: Axis, key: str) -> list[Any]:
         return dist.choice
     if isinstance(dist, Integers):
         lo, hi = dist.integers
-        return [lo, hi - 1] if hi > lo else [lo, hi]
+        return [lo, hi - 1]
     if isinstance(dist, LogUniform):
         return list(dist.loguniform)
     return list(dist.uniform)
 
 
-def _init_problems(spec: SweepSpec) -> list[str]:
-    """Constraints that need the expanded members (run on the whole table, one line per key)."""
-    from .planner import expand
+def _candidates(spec: SweepSpec, key: str) -> list[Any] | None:
+    """Every value member key `key` takes, before expansion (None when it is derived)."""
+    if key in spec.derived:
+        return None
+    for axis in spec.axes:
+        if key in axis.keys:
+            return _axis_values(axis, key)
+    return [spec.base_member()[key]]
+
+
+def size_problems(spec: SweepSpec) -> list[str]:
+    """Sizes from arithmetic alone, before anything is expanded or allocated: member count, record
+    points, the members table, and lower bounds on one member's memory. [] when within limits."""
+    n, points = L.member_count(spec), L.record_point_count(spec)
+    if n > L.MAX_MEMBERS:
+        i = max(range(len(spec.axes)), key=lambda j: L.axis_length(spec.axes[j]))
+        return [f"axes: the axes expand to {n:.3g} members (> {L.MAX_MEMBERS:.0e}; axes[{i}] alone gives "
+                f"{L.axis_length(spec.axes[i]):.3g}); use fewer values or split the sweep into several files"]
+    if points > L.MAX_RECORD_POINTS:
+        key = "flow.times" if spec.flow is not None else "record"
+        return [f"{key}: {points:.3g} recorded points per member (> {L.MAX_RECORD_POINTS:.0e}); record fewer, "
+                "e.g. record: {log: 50}"]
+    widths, depths = _candidates(spec, "width"), _candidates(spec, "depth")
+    tasks, kinds = _candidates(spec, "task") or list(spec.tasks), _candidates(spec, "optimizer")
+    if widths is None or depths is None or kinds is None:
+        shapes = []  # derived shapes: bounded after expansion
+    else:  # a member with the largest width has at least the smallest depth (and vice versa): lower bounds
+        shapes = [{"task": t, "width": w, "depth": d, "optimizer": o} for t in tasks for o in kinds
+                  for w, d in ((max(widths), min(depths)), (min(widths), max(depths)))]
+    return _memory_problems(spec, L.estimate(spec, shapes, [1] * len(shapes)), lower=True) if shapes else \
+        _memory_problems(spec, L.Estimate(n, points, n * L.PLAN_BYTES_PER_MEMBER, {}, 0, 0, 0, 0, 0), lower=True)
+
+
+def _memory_problems(spec: SweepSpec, est: L.Estimate, lower: bool = False) -> list[str]:
+    """The estimate against the record-volume limit and this machine's available memory."""
+    if not lower and est.record_rows > L.MAX_RECORD_ROWS:
+        key = "flow.times" if spec.flow is not None else "record"
+        return [f"{key}: the run would write ~{est.record_rows:.3g} record rows ({est.members} members × "
+                f"{est.record_points} points × their observables' values; > {L.MAX_RECORD_ROWS:.0e}); record fewer "
+                "points or observables, or split the sweep"]
+    avail = L.available_bytes()
+    if est.peak_bytes <= avail:
+        return []
+    need = (f"needs ~{L.human(est.peak_bytes)} of memory ({L.human(est.plan_bytes)} to plan {est.members:.3g} members"
+            + (f", {L.human(est.chunk_bytes)} for a chunk of {est.chunk_members} member(s) of width "
+               f"{est.row['width']}, depth {est.row['depth']}" if est.row else "")
+            + f"), more than the {L.human(avail)} available")
+    if est.plan_bytes >= est.chunk_bytes:
+        return [f"axes: the sweep {need}; use fewer members or split the sweep into several files"]
+    if est.chunk_members > 1:
+        return [f"execution.memory_mb: the sweep {need}; lower execution.memory_mb (now {spec.execution.memory_mb:g}) "
+                "or set execution.chunk_members"]
+    return [f"{_blame(spec, est.row)}: the sweep {need}; use a smaller value"]
+
+
+def _blame(spec: SweepSpec, row: dict[str, Any]) -> str:
+    """The size field whose reduction to 1 shrinks one member's memory the most (its path)."""
+    label = str(row["task"])
+    task = spec.tasks[label]
+    tpath = "task" if not isinstance(spec.task, dict) else f"task.{label}"
+
+    def cost(s: SweepSpec, r: dict[str, Any]) -> int:
+        one, rec, shared = L.one_member_bytes(s, r)
+        return one + rec + shared
+
+    def with_task(**change: int) -> SweepSpec:
+        t = task.model_copy(update=change)
+        return spec.model_copy(update={"task": {**spec.tasks, label: t} if isinstance(spec.task, dict) else t})
+
+    one, rec, shared = L.one_member_bytes(spec, row)
+    options = {_where(spec, "width"): cost(spec, {**row, "width": 1}), _where(spec, "depth"): cost(spec, {**row, "depth": 1}),
+               "flow.times" if spec.flow is not None else "record": one + rec // max(L.record_point_count(spec), 1) + shared}
+    for field in ("n", "d", "k", "c", "n_test"):
+        if getattr(task, field, None):
+            options[f"{tpath}.{field}"] = cost(with_task(**{field: 1}), row)
+    return min(options, key=options.__getitem__)
+
+
+def _expanded_problems(spec: SweepSpec) -> list[str]:
+    """Checks that need the members table (bounded by `size_problems`): derived values, init
+    constraints, and the exact memory and record volume of every ensemble."""
+    from .planner import GROUP_KEYS, expand
 
     try:
         members = expand(spec)
@@ -147,6 +273,13 @@ def _init_problems(spec: SweepSpec) -> list[str]:
         except (ValidationError, ValueError, OverflowError) as exc:
             msg = exc.errors()[0]["msg"].lower() if isinstance(exc, ValidationError) else str(exc)
             problems.append(f"derived.{key}: {text!r} gives {msg}; change the expression or the axes")
+    if problems:
+        return problems
+    groups = members.groupby(list(GROUP_KEYS), sort=False).size()
+    shapes = [dict(zip(GROUP_KEYS, g)) for g in groups.index]
+    problems += _memory_problems(spec, L.estimate(spec, shapes, [int(s) for s in groups]))
+    if problems:
+        return problems
     kind = spec.init.kind
     if kind in ("kunin", "lambda_balanced") and not members.depth.eq(2).all():
         problems.append(f"init.kind: {kind} needs a two-layer net; set model.depth: 2")
@@ -157,7 +290,7 @@ def _init_problems(spec: SweepSpec) -> list[str]:
             problems.append("model.width: kunin init duplicates neurons with flipped readouts; use even widths")
     if kind == "balanced_chain" and spec.model.activation != "linear":
         problems.append("init.kind: balanced_chain balances a deep *linear* chain; set model.activation: linear")
-    if kind in ("lambda_balanced", "balanced_chain"):
+    if kind in ("lambda_balanced", "balanced_chain") and not problems:
         problems += _dry_build(spec, members)
     if spec.dtype == "float32" and spec.flow is not None:
         problems.append("dtype: gradient flow runs in float64 to meet its tolerances; set dtype: float64")
@@ -179,32 +312,33 @@ def _dry_build(spec: SweepSpec, members: Any) -> list[str]:
     return []
 
 
+def validate_spec(spec: SweepSpec, source: str = "sweep spec") -> None:
+    """Everything a parsed spec must satisfy before any work: raises `SpecError` (one line, naming
+    the key and the fix) or returns None. Call it before creating a store or a run row; what it
+    expands and allocates is bounded by the limits it checks first (`limits.py`)."""
+    for stage in (semantic_problems, size_problems, _expanded_problems):
+        problems = stage(spec)
+        if problems:
+            raise SpecError(source, problems)
+
+
 def from_dict(data: Any, source: str = "sweep spec") -> SweepSpec:
-    """Validate a sweep given as a dict (the parsed YAML); raises `SpecError` listing every problem."""
+    """Validate a sweep given as a dict (the parsed YAML); raises `SpecError` naming every problem."""
     if not isinstance(data, dict):
         raise SpecError(source, ["(top level): a sweep is a mapping of keys (name:, task:, model:, ...)"])
     try:
         spec = SweepSpec.model_validate(data)
     except ValidationError as exc:
         raise SpecError(source, _errors(exc)) from None
-    problems = semantic_problems(spec)
-    if problems:
-        raise SpecError(source, problems)
+    except RecursionError:
+        raise SpecError(source, ["(top level): nested too deeply; a sweep is a few levels of mappings"]) from None
+    validate_spec(spec, source)
     return spec
 
 
 def load_spec(path: str | Path) -> SweepSpec:
-    """Read and validate a YAML sweep file."""
-    import yaml
+    """Read and validate a YAML sweep file (at most 8 MiB of UTF-8; aliases may not expand past
+    10⁶ nodes)."""
+    from .yamlsafe import read_yaml
 
-    path = Path(path)
-    if not path.is_file():
-        raise LazyrichError(f"sweep file {path} does not exist: check the path (examples/ holds ready sweeps)")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
-        raise SpecError(str(path), [f"(yaml) {where}: {getattr(exc, 'problem', exc)}; fix the YAML syntax"]) from None
-    return from_dict(data, str(path))
-
+    return from_dict(read_yaml(Path(path)), one_line(str(path), 120))
