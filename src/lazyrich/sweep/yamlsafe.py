@@ -61,6 +61,8 @@ def parse_yaml(text: str, source: str) -> Any:
             raise SpecError(source, [f"(yaml): its aliases expand to {n:.3g} nodes (> {MAX_YAML_NODES:.0e}); "
                                      "write the values out or use fewer aliases"])
         return loader.construct_document(node)
+    except SpecError:
+        raise
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
