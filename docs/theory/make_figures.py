@@ -254,7 +254,7 @@ def _regime_grid(ax, d, m, n, k, taus, steps, lr, loss_scale, title) -> None:
         ens.lr[key] = ens.base_lr.clone()
         ens.multipliers[key] = torch.ones(len(rows), dtype=torch.float64)
     run = train(ens, data, steps, record=[0, steps], observers=("kernel_distance",), kernel="fused")
-    S = run.final("kernel_distance").sort_index().to_numpy().reshape(5, 5)
+    S = run.final("kernel_distance")["kernel_distance"].sort_index().to_numpy().reshape(5, 5)
     ys, xs = float(data.y.pow(2).sum(1).mean().sqrt()), float(data.x.pow(2).sum(1).mean().sqrt())
     im = ax.imshow(S, origin="lower", cmap="viridis", vmin=0, vmax=0.5)
     for i, tau in enumerate(taus):

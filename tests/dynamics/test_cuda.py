@@ -62,16 +62,16 @@ def test_cuda_diverging_member_is_recorded_and_isolated():
     div = np.asarray(r_bad.diverged_step)
     assert div[2] >= 0 and (np.delete(div, 2) < 0).all()
     keep = [0, 1, 3, 4, 5]
-    a = r_ok.final("loss").sort_index().to_numpy()[keep]
-    b = r_bad.final("loss").sort_index().to_numpy()[keep]
+    a = r_ok.final("loss")["loss"].sort_index().to_numpy()[keep]
+    b = r_bad.final("loss")["loss"].sort_index().to_numpy()[keep]
     np.testing.assert_allclose(b, a, rtol=1e-12)
 
 
 def test_cuda_float32_within_rounding_of_float64():
     ens64, d64 = _setup("cpu")
     ens32, d32 = _setup("cuda", dtype=torch.float32)
-    l64 = train(ens64, d64, 1000, record=[1000], observers=("loss",), kernel="fused").final("loss").sort_index().to_numpy()
-    l32 = train(ens32, d32, 1000, record=[1000], observers=("loss",), kernel="fused").final("loss").sort_index().to_numpy()
+    l64 = train(ens64, d64, 1000, record=[1000], observers=("loss",), kernel="fused").final("loss")["loss"].sort_index().to_numpy()
+    l32 = train(ens32, d32, 1000, record=[1000], observers=("loss",), kernel="fused").final("loss")["loss"].sort_index().to_numpy()
     np.testing.assert_allclose(l32, l64, rtol=1e-3)
 
 

@@ -45,7 +45,7 @@ def test_sharpness_at_convergence_large_gamma(depth):
     for g in gammas:
         ens = _chain(depth, g, 0.3 * (g * Y) ** (1 / depth), lr=lr_law(g, depth))  # η ∝ γ^{2/L} keeps the time scale
         run = flow(ens, DATA, [0.0, 15.0], observers=("loss",), rtol=1e-12, atol=1e-14)
-        assert float(run.final("loss")[0]) < 1e-20
+        assert float(run.final("loss")["loss"][0]) < 1e-20
         got.append(_sharpness(run.ens, False))
         assert abs(got[-1] / toy_sharpness(g, depth, Y) - 1) < 1e-8
     slope = np.polyfit(np.log(gammas), np.log(got), 1)[0]
@@ -59,7 +59,7 @@ def test_sharpness_small_gamma_needs_the_centred_model(depth):
     for g in gammas:
         ens = _chain(depth, g, 1.0, lr=lr_law(g, depth)).centered()
         run = flow(ens, DATA, [0.0, 15.0], observers=("loss",), rtol=1e-12, atol=1e-14)
-        assert float(run.final("loss")[0]) < 1e-20
+        assert float(run.final("loss")["loss"][0]) < 1e-20
         got.append(_sharpness(run.ens, True))
         assert abs(got[-1] / toy_sharpness(g, depth, Y, centred=True) - 1) < 1e-8
     slope = np.polyfit(np.log(gammas), np.log(got), 1)[0]
@@ -75,5 +75,5 @@ def test_gradient_descent_is_stable_below_two_over_sharpness():
     for factor in (0.95, 1.05):
         ens = _chain(depth, g, w_star * (1 + 1e-4), lr=factor * eta, gd=True)
         run = train(ens, DATA, 400, record=[0, 400], observers=("loss",))
-        finals[factor] = float(run.final("loss")[0]) / float(run.records().query("step == 0").value.iloc[0])
+        finals[factor] = float(run.final("loss")["loss"][0]) / float(run.records().query("step == 0").value.iloc[0])
     assert finals[0.95] < 1e-3 < 1e3 < finals[1.05]

@@ -65,7 +65,7 @@ def _train(name: str, data_seed: int, student_seed: int, act: str = "relu"):
         ens.multipliers[p] = torch.ones(len(rows), dtype=torch.float64)
     run = train(ens, data, steps, record=[0, steps], observers=("loss", "kernel_distance"), kernel="fused")
     assert (run.diverged_step < 0).all()
-    return data, W1, W2, rows, run.final("kernel_distance").sort_index().to_numpy()
+    return data, W1, W2, rows, run.final("kernel_distance")["kernel_distance"].sort_index().to_numpy()
 
 
 @functools.cache

@@ -108,7 +108,7 @@ def test_fig3_balanced_value_by_simulation_and_the_authors_bug():
     data = Data(torch.tensor(np.sqrt(2) * np.eye(2)), torch.tensor([[0.0], [np.sqrt(2)]]))  # β* = (0, 1)
     ens = ensemble((2, 1, 1), {"W1": w0[None, None], "W2": np.array([[[a0]]])})
     run = flow(ens, data, [0.0, 20.0], observers=("kernel_distance",), rtol=1e-12, atol=1e-13)
-    assert abs(float(run.final("kernel_distance")[0]) - 0.2000) < 1e-4
+    assert abs(float(run.final("kernel_distance")["kernel_distance"][0]) - 0.2000) < 1e-4
     t = np.linspace(0, 20, 201)
     a, w = solve(t, a0, w0, [0.0, 1.0])
     ww = (w * w).sum(1)
@@ -144,7 +144,7 @@ def test_basin_prediction_matches_simulation_near_the_separatrix():
                 want.append(basin(a + shift, w, bstar))
     ens = ensemble((2, 1, 1), {"W1": np.array(w0s)[:, None, :], "W2": np.array(a0s)[:, None, None]})
     run = flow(ens, data, [0.0, 200.0], observers=("single_neuron",), rtol=1e-8, atol=1e-10)
-    got = np.sign(run.final("a", "W2").sort_index().to_numpy())
+    got = np.sign(run.final("a", "W2")["a"].sort_index().to_numpy())
     assert 0 not in want
     assert list(got) == want
 

@@ -45,11 +45,26 @@ class Run:
         """The tidy long table; `config=True` joins the members' config columns."""
         return self.recorder.table(self.ens.members if config else None)
 
-    def final(self, observable: str, layer: str = "") -> pd.Series:
-        """Last recorded value per member (index 0) of an observable."""
+    def final(self, observable: str | Sequence[str], layer: str = "", step: int | None = None,
+              config: bool = True) -> pd.DataFrame:
+        """One row per member: its configuration (τ, δ, lr, seed, …; `config=False` leaves it out), its
+        status where any member diverged, and one column per observable holding the value (index 0) at
+        the last recorded step (or at `step`). E.g. ``run.final("loss")["loss"]``."""
+        names = [observable] if isinstance(observable, str) else list(observable)
         r = self.recorder.table()
-        r = r[(r.observable == observable) & (r.layer == layer) & (r["index"] == 0)]
-        return r[r.step == r.step.max()].set_index("member")["value"]
+        out = self.members if config else pd.DataFrame(index=range(self.ens.size))
+        if config and not (self.diverged_step >= 0).any():
+            out = out.drop(columns=["status", "diverged_step"])
+        for name in names:
+            v = r[(r.observable == name) & (r.layer == layer) & (r["index"] == 0)]
+            require(len(v) > 0, f"observable {name!r} (layer {layer!r}) was not recorded: record it with "
+                                f"observers=[...] or pick one of {', '.join(sorted(set(r.observable.astype(str))))}")
+            at = v.step.max() if step is None else step
+            require(bool((v.step == at).any()), f"{name!r} was not recorded at step {at}: recorded steps are "
+                                                f"{', '.join(map(str, sorted(set(v.step))))}")
+            out[name] = v[v.step == at].set_index("member")["value"].reindex(range(self.ens.size)).to_numpy()
+        out.index.name = "member"
+        return out
 
 
 def loss_and_grads(ens: Ensemble, params: Params, x: Tensor, y: Tensor, active: Tensor,
