@@ -21,6 +21,7 @@ from ..models import MLP
 from ..observe.base import Observation, State
 from ..observe.kernel import KernelDistance
 from ..tasks import teacher_student
+from ..errors import require
 from .base import Claim, Context, reproduction
 from .common import grid, heatmap, on_device, values
 
@@ -100,6 +101,66 @@ def aligned_fraction(v: np.ndarray, w_teacher: np.ndarray, cos_min: float = 0.99
     norms = np.linalg.norm(v, axis=1)
     cos = (v / np.maximum(norms, 1e-300)[:, None]) @ w_teacher.T
     return float(norms[cos.max(1) >= cos_min].sum() / norms.sum())
+
+
+@dataclass(frozen=True)
+class BestCell:
+    """The τ×δ cell with the lowest (or, `lowest` false, the highest) seed-averaged value, and how sure that is.
+
+    `gap` = log10(best upstream (δ > 0) cell's mean / best δ ≤ 0 cell's mean): the best cell is upstream when
+    gap < 0 (lowest) or gap > 0 (highest). [`gap_lo`, `gap_hi`]: percentile bootstrap interval over seeds (a
+    seed fixes teacher, data and student directions for every cell, so whole seeds are resampled); `p_up`:
+    share of the resamples whose best cell is upstream."""
+
+    tau: float
+    delta: float
+    mean: float
+    up: tuple[float, float, float]     # (τ, δ, mean) of the best upstream cell
+    other: tuple[float, float, float]  # (τ, δ, mean) of the best cell with δ ≤ 0
+    gap: float
+    gap_lo: float
+    gap_hi: float
+    p_up: float
+    seeds: int
+    level: float
+    lowest: bool = True
+
+    @property
+    def verdict(self) -> str:
+        """'upstream' (interval on the upstream side of 0), 'not upstream' (other side) or 'undecided' (straddles 0)."""
+        lo, hi = (self.gap_lo, self.gap_hi) if self.lowest else (-self.gap_hi, -self.gap_lo)
+        return "upstream" if hi < 0 else "not upstream" if lo > 0 else "undecided"
+
+
+def best_cell(per_seed: pd.DataFrame, lowest: bool = True, resamples: int = 2000, level: float = 0.95,
+              rng: int = 0) -> BestCell:
+    """Best cell of a table with columns seed, tau, delta, value (one positive value per seed and cell, every
+    cell in every seed), with the bootstrap interval of the upstream-vs-rest gap (`BestCell`)."""
+    wide = per_seed.pivot_table(index="seed", columns=["tau", "delta"], values="value", aggfunc="mean")
+    require(not wide.isna().to_numpy().any(), "best_cell: every (tau, delta) cell needs a value for every seed")
+    cells = np.array(wide.columns.tolist(), float).reshape(-1, 2)  # [C, 2]
+    up = cells[:, 1] > 0
+    require(up.any() and (~up).any(), "best_cell: the grid needs cells with delta > 0 and with delta <= 0")
+    v = wide.to_numpy(float) * (1 if lowest else -1)  # [S, C]: always pick the minimum
+
+    def gap(m: np.ndarray) -> np.ndarray:  # m: [..., C] signed cell means
+        return np.log10(m[..., up].min(-1) / m[..., ~up].min(-1))
+
+    mean = v.mean(0)
+    i = int(np.argmin(mean))
+    iu, io = (int(np.flatnonzero(mask)[np.argmin(mean[mask])]) for mask in (up, ~up))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        g = float(gap(mean))
+        if len(v) > 1:  # percentile bootstrap: resample whole seeds (rows) with replacement
+            boot = gap(v[np.random.default_rng(rng).integers(0, len(v), (resamples, len(v)))].mean(1))
+            lo, hi = (float(q) for q in np.quantile(boot, [(1 - level) / 2, (1 + level) / 2]))
+            p_up = float(((boot < 0) if lowest else (boot > 0)).mean())
+        else:
+            lo, hi, p_up = -np.inf, np.inf, float((g < 0) if lowest else (g > 0))
+    sign = 1 if lowest else -1
+    return BestCell(float(cells[i, 0]), float(cells[i, 1]), sign * float(mean[i]),
+                    (float(cells[iu, 0]), float(cells[iu, 1]), sign * float(mean[iu])),
+                    (float(cells[io, 0]), float(cells[io, 1]), sign * float(mean[io])), g, lo, hi, p_up, len(v), level, lowest)
 
 
 def _best_cell(r: pd.DataFrame, step: int) -> tuple[float, float]:

@@ -1,0 +1,58 @@
+"""kunin-fig1's best-cell statistic (`best_cell`): the seed-bootstrap of the upstream-vs-rest gap against its
+exact distribution on two seeds, clear cases, and bad input. The quick run itself is checked in
+test_reproductions.py (shared quick check)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lazyrich.errors import LazyrichError
+from lazyrich.experiments.kunin_fig1 import best_cell
+
+
+def table(values: dict[int, dict[tuple[float, float], float]]) -> pd.DataFrame:
+    return pd.DataFrame([{"seed": s, "tau": t, "delta": d, "value": v} for s, cells in values.items()
+                         for (t, d), v in cells.items()])
+
+
+def test_two_seeds_match_the_exact_bootstrap_distribution():
+    # seed 0: upstream 1 vs other 3; seed 1: upstream 3 vs other 2. Resamples of 2 seeds: {0,0} (1/4) gives
+    # gap log10(1/3), {1,1} (1/4) log10(3/2), mixed (1/2) log10(2/2.5); upstream best in 3/4 of them.
+    b = best_cell(table({0: {(0.1, 1.0): 1.0, (0.1, -1.0): 3.0}, 1: {(0.1, 1.0): 3.0, (0.1, -1.0): 2.0}}))
+    assert (b.tau, b.delta, b.mean) == (0.1, 1.0, 2.0)
+    assert b.up == (0.1, 1.0, 2.0) and b.other == (0.1, -1.0, 2.5)
+    assert b.gap == pytest.approx(math.log10(2 / 2.5), abs=1e-15)
+    assert b.gap_lo == pytest.approx(math.log10(1 / 3), abs=1e-15)
+    assert b.gap_hi == pytest.approx(math.log10(3 / 2), abs=1e-15)
+    assert abs(b.p_up - 0.75) < 0.03  # 2000 resamples: binomial sd 0.0097
+    assert b.verdict == "undecided"
+
+
+def test_clear_orderings_get_their_verdicts():
+    rng = np.random.default_rng(1)
+    noise = lambda: float(np.exp(0.05 * rng.standard_normal()))  # noqa: E731
+    up = table({s: {(0.1, 1.0): 1e-3 * noise(), (0.1, 0.0): 1e-2 * noise(), (1.0, -1.0): 1e-1 * noise()} for s in range(5)})
+    b = best_cell(up)
+    assert b.verdict == "upstream" and b.p_up == 1.0 and b.gap_hi < -0.8 and b.seeds == 5
+    down = up.assign(delta=-up.delta)  # δ flipped: the same numbers now say "not upstream"
+    b = best_cell(down)
+    assert b.verdict == "not upstream" and b.p_up == 0.0 and (b.tau, b.delta) == (0.1, -1.0)
+    # largest value: the (1.0, -1.0) cell in `up` is 100x the rest, so its mirror in `down` is upstream
+    assert best_cell(up, lowest=False).verdict == "not upstream"
+    h = best_cell(down, lowest=False)
+    assert h.verdict == "upstream" and (h.tau, h.delta) == (1.0, 1.0) and h.gap_lo > 0.8
+
+
+def test_one_seed_has_no_interval():
+    b = best_cell(table({0: {(0.1, 1.0): 1.0, (0.1, -1.0): 3.0}}))
+    assert b.verdict == "undecided" and b.gap_lo == -math.inf and b.p_up == 1.0
+
+
+def test_bad_tables_are_refused():
+    with pytest.raises(LazyrichError, match="every .* cell needs a value for every seed"):
+        best_cell(table({0: {(0.1, 1.0): 1.0, (0.1, -1.0): 3.0}, 1: {(0.1, 1.0): 1.0}}))
+    with pytest.raises(LazyrichError, match="delta > 0 and with delta <= 0"):
+        best_cell(table({0: {(0.1, 1.0): 1.0, (0.2, 0.5): 3.0}}))
