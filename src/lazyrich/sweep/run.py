@@ -1,5 +1,10 @@
-"""Run a sweep end to end: validate → plan → skip chunks already stored (resume) → execute on a
-backend → write each chunk as it arrives → mark the run done."""
+"""Run a sweep end to end: validate → plan → find the run to resume (by member digests) → execute on
+a backend → write each chunk as it arrives → mark the run done.
+
+Nothing is written before the first chunk is computed: a spec that fails anywhere before that
+leaves no store file and no run row. A resumed run is continued exactly as it was planned (its own
+stored spec: member order and chunks), and every stored member is matched to a planned one by its
+digest (identity.py), never by its id or chunk index."""
 from __future__ import annotations
 
 import socket
@@ -14,14 +19,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..errors import require
+from ..errors import LazyrichError, require
 from .cluster import run_dask
 from .executor import ChunkResult, Runner, check_device, execute_chunk, run_local, source_digest, tasks_for
+from .identity import RESULTS_VERSION, chunk_digests, first_difference, member_digests, run_view, set_digest, shown
 from .planner import Plan, plan
 from .progress import SweepProgress
 from .spec import SweepSpec
+from .store import DEFAULT_STORE, Store, StoreBusy, StoreDamaged
 from .validate import from_dict, load_spec
-from .store import DEFAULT_STORE, Store
 
 BACKENDS = ("local", "dask")
 
@@ -58,20 +64,53 @@ def code_version() -> str:
     return f"{__version__}{commit} src:{source_digest()}"
 
 
-def _as_spec(spec: SweepSpec | Mapping[str, Any] | str | Path) -> SweepSpec:
+def _validated(spec: SweepSpec | Mapping[str, Any] | str | Path) -> SweepSpec:
+    """The one call into validation: every spec, however given, is checked whole before any work."""
     if isinstance(spec, SweepSpec):
-        return spec
+        return from_dict(spec.model_dump(mode="json"), f"sweep {spec.name!r}")
     if isinstance(spec, Mapping):
         return from_dict(dict(spec))
     return load_spec(spec)
 
 
-def _member_rows(the_plan: Plan, result: ChunkResult) -> pd.DataFrame:
-    rows = the_plan.members.loc[result.status["member"].to_numpy()].reset_index()
+def _member_rows(the_plan: Plan, digests: pd.Series, result: ChunkResult) -> pd.DataFrame:
+    ids = result.status["member"].to_numpy()
+    rows = the_plan.members.loc[ids].reset_index()
     rows["chunk"] = result.chunk
     rows["status"] = result.status["status"].to_numpy()
     rows["diverged_step"] = result.status["diverged_step"].to_numpy(np.int64)
+    rows["digest"] = digests.loc[ids].to_numpy()
     return rows
+
+
+def _not_resumed(run: dict[str, Any], config: dict[str, Any], store: Path) -> str:
+    """One line: which run --resume found, why it is not resumed, how to resume it or start anew."""
+    diff = first_difference(run_view(run["config"]), run_view(config))
+    why = (f"{diff[0]}: {shown(diff[1])} there, {shown(diff[2])} here" if diff else
+           "its members differ from this sweep's (stored by another version of lazyrich)")
+    return (f"--resume found run {run['run_id']} ({run['status']}, {run['chunks_done']}/{run['n_chunks']} chunks "
+            f"stored) but did not resume it: {why}; to resume it, sweep the spec it was started with "
+            f"(lazyrich runs show {run['run_id']} --spec --store {store} > {run['name']}.yaml), "
+            "or drop --resume to start a new run")
+
+
+def _stored_chunks(db: Store, run_id: str, the_plan: Plan, digests: pd.Series) -> set[int]:
+    """Planned chunks already stored, matched by digest; a stored member that is not the planned one
+    stops the resume with the first differing key."""
+    stored = db.member_digests(run_id)
+    planned = pd.Series(digests.index, index=digests.to_numpy())
+    for row in stored.itertuples(index=False):
+        if row.digest in planned.index and planned[row.digest] == row.member:
+            continue
+        member = int(row.member)
+        want = the_plan.members.loc[member] if member in the_plan.members.index else None
+        diff = None if want is None else next((k for k in the_plan.members.columns if getattr(row, k) != want[k]), None)
+        why = (f"stored with {diff} {getattr(row, diff)} but is planned with {diff} {want[diff]}" if diff else
+               "stored with a configuration digest this sweep does not plan")
+        raise LazyrichError(f"member {member} of run {run_id} was {why}: the store was changed or this lazyrich "
+                            "expands the sweep differently; start a new run (drop --resume)")
+    have = {d for d in db.chunk_digests(run_id).values() if d is not None}
+    return {c for c, d in chunk_digests(the_plan, digests).items() if d in have}
 
 
 def run_sweep(spec: SweepSpec | Mapping[str, Any] | str | Path, store: str | Path = DEFAULT_STORE, *,
@@ -80,34 +119,56 @@ def run_sweep(spec: SweepSpec | Mapping[str, Any] | str | Path, store: str | Pat
               busy_timeout: float = 30.0, runner: Runner = execute_chunk) -> SweepOutcome:
     """Run every member of `spec` and store the results; returns what was done.
 
-    With `resume`, the newest run of the same spec (and device) continues: chunks already stored are
-    skipped, the others computed, so the final records equal an uninterrupted run's. `threads` pins
-    torch's thread count in the chunks (default 1; parallel chunks come from Dask workers).
+    With `resume`, the newest run of the same sweep (name, device, thread count and member digests)
+    continues as it was planned: chunks already stored are skipped, the others computed, so the final
+    records equal an uninterrupted run's. An unfinished run of the same name with other members is
+    refused in one line. `threads` pins torch's thread count in the chunks (default 1; parallel
+    chunks come from Dask workers).
     """
-    spec = _as_spec(spec)
     require(backend in BACKENDS, f"--backend {backend!r}: use local or dask")
     require(scheduler is None or backend == "dask", "--scheduler joins a Dask cluster: add --backend dask")
     require(workers is None or backend == "dask", "--workers starts a Dask LocalCluster: add --backend dask")
     require(threads is None or threads >= 1, f"--threads {threads} must be at least 1")
     check_device(device)
-    the_plan = plan(spec)
+    spec = _validated(spec)
     # one thread per chunk by default: on a shared machine torch's intra-op threads make small
     # ensembles many times slower (docs/sweeps.md); parallelism comes from workers instead
     threads = threads or 1
-    digest = f"{spec.digest()}-{device}"
     db = Store(store, busy_timeout)
+    db.verify()  # read-only: a damaged store is refused before any work, and left untouched
+    the_plan = plan(spec)
+    require(the_plan.size > 0, "the axes expand to no members; give every axis at least one value")
+    digests = member_digests(the_plan, device, threads)
+    members_digest = set_digest(digests)
     start = time.perf_counter()
-    config = {"spec": spec.model_dump(mode="json"), "device": device, "threads": threads, "backend": backend}
+    config = {"spec": spec.model_dump(mode="json"), "device": device, "threads": threads, "backend": backend,
+              "results_version": RESULTS_VERSION}
     version = code_version()
-    run_id, before, started_with = db.open_run(spec.name, digest, resume, config, version, device, backend, threads,
-                                               the_plan.size, len(the_plan.chunks), socket.gethostname())
-    if before not in ("new", "done") and not started_with.endswith(f"src:{source_digest()}"):
-        warnings.warn(f"resuming {run_id} (started with lazyrich {started_with}) with {version}: chunks computed "
-                      "by different code may differ; each chunk's code is in chunks.code", stacklevel=2)
+    run_id: str | None = None
+    before = "new"
+    if resume:
+        found = db.find_runs(spec.name, device)
+        match = next((r for r in found if r["members_digest"] == members_digest), None)
+        if match is None:
+            unfinished = next((r for r in found if r["status"] != "done"), None)
+            if unfinished is not None:
+                raise LazyrichError(_not_resumed(unfinished, config, db.path))
+        else:  # continue it as it was planned: its own spec fixes member ids and chunks
+            spec = from_dict(match["config"]["spec"], f"run {match['run_id']}")
+            the_plan = plan(spec)
+            digests = member_digests(the_plan, device, threads)
+            config["spec"] = match["config"]["spec"]
+            run_id, before = db.begin_run(spec.name, members_digest, True, config, version, device, backend, threads,
+                                          the_plan.size, len(the_plan.chunks), socket.gethostname(), spec.digest())
+            if before != "done" and not str(match["code_version"]).endswith(f"src:{source_digest()}"):
+                warnings.warn(f"resuming {run_id} (started with lazyrich {match['code_version']}) with {version}: "
+                              "chunks computed by different code may differ; each chunk's code is in chunks.code",
+                              stacklevel=2)
+    planned = chunk_digests(the_plan, digests)
     if before == "done":
-        return SweepOutcome(run_id, db.path, the_plan.size, len(the_plan.chunks), 0, len(the_plan.chunks),
-                            db.run(run_id)["member_status"])
-    done = db.done_chunks(run_id)
+        return SweepOutcome(str(run_id), db.path, the_plan.size, len(the_plan.chunks), 0, len(the_plan.chunks),
+                            db.run(str(run_id))["member_status"])
+    done = set() if run_id is None else _stored_chunks(db, run_id, the_plan, digests)
     pending = [c for c in the_plan.chunks if c.index not in done]
     tasks = tasks_for(the_plan, pending, device, threads)
     results = run_local(tasks, runner) if backend == "local" else run_dask(tasks, scheduler, workers, runner)
@@ -117,17 +178,23 @@ def run_sweep(spec: SweepSpec | Mapping[str, Any] | str | Path, store: str | Pat
     try:
         with SweepProgress(len(the_plan.chunks), the_plan.size, len(done), done_members, progress, spec.name) as bar:
             for result in results:
-                db.write_chunks(run_id, [(result.chunk, _member_rows(the_plan, result), result.records,
-                                          result.wall_s, result.worker, result.code)])
+                if run_id is None:  # the first chunk is computed: only now does the run exist
+                    run_id, before = db.begin_run(spec.name, members_digest, resume, config, version, device, backend,
+                                                  threads, the_plan.size, len(the_plan.chunks), socket.gethostname(),
+                                                  spec.digest())
+                db.write_chunks(run_id, [(result.chunk, _member_rows(the_plan, digests, result), result.records,
+                                          result.wall_s, result.worker, result.code, planned[result.chunk])])
                 computed += 1
                 bar.advance(len(result.status), result.member_steps)
             rate = bar.rate
     except BaseException as exc:
-        db.finish(run_id, "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
+        if run_id is not None and not isinstance(exc, (StoreDamaged, StoreBusy)):
+            db.finish(run_id, "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
         raise
     finally:
         torch.set_num_threads(saved_threads)
-    complete = db.done_chunks(run_id) == {c.index for c in the_plan.chunks}
+    assert run_id is not None
+    complete = set(planned.values()) <= set(db.chunk_digests(run_id).values())
     db.finish(run_id, "done" if complete else "failed")
     info = db.run(run_id)
     return SweepOutcome(run_id, db.path, the_plan.size, len(the_plan.chunks), computed, len(done),

@@ -1,0 +1,151 @@
+"""`lazyrich runs check STORE`: is every page readable, is every stored member the one its run
+planned (digests), are its records complete — and what can be recovered from a damaged file.
+
+The file is opened read-only and never written. A chunk is *intact* when its members' digests
+are the planned ones, its chunk digest matches, and every member has a record at every planned
+point with as many rows as the other members of its chunk. Unfinished runs are not damage: their
+missing chunks are what `--resume` computes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from ..errors import LazyrichError
+from .store import TABLES, Store, StoreDamaged, damaged
+
+
+@dataclass
+class CheckReport:
+    lines: list[str] = field(default_factory=list)
+    damage: list[str] = field(default_factory=list)  # one entry per problem; empty when healthy
+
+    @property
+    def healthy(self) -> bool:
+        return not self.damage
+
+    def bad(self, text: str) -> None:
+        self.damage.append(text)
+        self.lines.append(f"  DAMAGED {text}")
+
+
+def _scan(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> tuple[Any, str | None]:
+    try:
+        return con.execute(sql, params or []).fetchall(), None
+    except duckdb.Error as exc:
+        return None, damaged(Path("store"), exc).what
+
+
+def _planned(config: dict[str, Any]) -> tuple[Any, Any, int]:
+    """(spec, member digests, record points) of a stored run, re-planned from its own spec."""
+    from .identity import member_digests
+    from .planner import plan
+    from .validate import from_dict
+
+    the_plan = plan(from_dict(config["spec"], "stored spec"))
+    return the_plan, member_digests(the_plan, config["device"], config["threads"]), len(the_plan.spec.record_points())
+
+
+def _recomputed(con: duckdb.DuckDBPyConnection, spec: Any, config: dict[str, Any], run_id: str) -> Any:
+    """Digests recomputed from the stored member rows (their keys as stored) and the run's context."""
+    from .identity import digests_of
+
+    frame = con.execute("SELECT * FROM members WHERE run_id = ? ORDER BY member", [run_id]).df().set_index("member")
+    return digests_of(spec, frame, config["device"], config["threads"])
+
+
+def _check_run(con: duckdb.DuckDBPyConnection, run: dict[str, Any], readable: set[str], report: CheckReport) -> None:
+    import json
+
+    from .identity import chunk_digests, set_digest
+
+    run_id = run["run_id"]
+    config = json.loads(run["config"]) if run["config"] else {}
+    try:
+        the_plan, digests, points = _planned(config)
+        planned_chunks = chunk_digests(the_plan, digests)
+    except (LazyrichError, KeyError, TypeError, ValueError) as exc:
+        the_plan = digests = planned_chunks = None
+        points = None
+        report.lines.append(f"  note: run {run_id} cannot be re-planned by this lazyrich ({str(exc).splitlines()[0][:100]}); "
+                            "digests not verified")
+    stored_chunks: dict[int, tuple[int, str | None]] = {}
+    if "chunks" in readable:
+        rows, _ = _scan(con, "SELECT chunk, n_members, digest FROM chunks WHERE run_id = ?", [run_id])
+        stored_chunks = {int(c): (int(n), d) for c, n, d in rows or []}
+    members: dict[int, list[tuple[int, str | None]]] = {}
+    from_rows = None
+    if "members" in readable and the_plan is not None:
+        from_rows = _recomputed(con, the_plan.spec, config, run_id)
+    if "members" in readable:
+        rows, _ = _scan(con, "SELECT chunk, member, digest FROM members WHERE run_id = ? ORDER BY member", [run_id])
+        for c, m, d in rows or []:
+            members.setdefault(int(c), []).append((int(m), d))
+    intact, bad = 0, 0
+    for chunk, (n, digest) in sorted(stored_chunks.items()):
+        problems = []
+        mine = members.get(chunk, [])
+        if "members" in readable and len(mine) != n:
+            problems.append(f"{len(mine)} of its {n} members stored")
+        if digests is not None and mine:
+            wrong = [m for m, d in mine if m not in digests.index or digests[m] != d or from_rows[m] != d]
+            if wrong:
+                problems.append(f"member {wrong[0]}'s digest is not its planned configuration's")
+            elif digest != set_digest(d for _, d in mine) or digest not in planned_chunks.values():
+                problems.append("its digest does not match its members")
+        if "records" not in readable:
+            problems.append("records unreadable")
+        elif mine:
+            lo, hi = mine[0][0], mine[-1][0]
+            rows, err = _scan(con, 'SELECT member, count(*), count(DISTINCT step), sum(hash(step, time, observable, layer, '
+                              '"index", value)) FROM records WHERE run_id = ? AND member BETWEEN ? AND ? GROUP BY member',
+                              [run_id, lo, hi])
+            if err:
+                problems.append(f"records unreadable ({err})")
+            else:
+                got = {int(m): (int(r), int(s)) for m, r, s, _ in rows if int(m) in {x for x, _ in mine}}
+                short = [m for m, _ in mine if m not in got or (points is not None and got[m][1] != points)]
+                if short:
+                    problems.append(f"member {short[0]} lacks records (planned points: {points})")
+                elif len({r for r, _ in got.values()}) > 1:
+                    problems.append("its members hold different numbers of records")
+        if problems:
+            bad += 1
+            report.bad(f"run {run_id} chunk {chunk}: {'; '.join(problems)}")
+        else:
+            intact += 1
+    missing = int(run["n_chunks"]) - len(stored_chunks)
+    resume = f"; --resume computes {missing + bad}" if missing + bad else ""
+    report.lines.append(f"run {run_id} ({run['status']}): {intact}/{run['n_chunks']} chunks intact"
+                        f"{f', {bad} damaged' if bad else ''}{resume}")
+
+
+def check_store(path: str | Path) -> CheckReport:
+    """Verify a store read-only; `report.damage` lists every problem found."""
+    store = Store(path, busy_timeout=30.0)
+    report = CheckReport()
+    try:
+        with store.connect() as con:
+            readable: set[str] = set()
+            for table in TABLES:
+                rows, err = _scan(con, f"SELECT count(*), sum(hash(COLUMNS(*))) FROM {table}")
+                if err:
+                    report.bad(f"table {table}: {err}")
+                else:
+                    readable.add(table)
+                    report.lines.append(f"table {table}: {rows[0][0]} rows, every page readable")
+            if "runs" in readable:
+                cur = con.execute("SELECT * FROM runs ORDER BY started_at")
+                names = [d[0] for d in cur.description]
+                for row in cur.fetchall():
+                    _check_run(con, dict(zip(names, row)), readable, report)
+    except StoreDamaged as exc:
+        report.bad(f"the file cannot be opened: {exc.what}")
+    if report.damage:
+        ok = [line for line in report.lines if line.startswith("run ") and " 0/" not in line]
+        report.lines.append("recoverable: " + ("; ".join(ok) if ok else "nothing through DuckDB") +
+                            " — intact chunks can be copied to a new store with the DuckDB CLI (docs/guarantees.md)")
+    return report
