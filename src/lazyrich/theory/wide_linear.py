@@ -37,6 +37,19 @@ def lambda_dims_ok(d: int, h: int, c: int, lam: float) -> None:
     require(lam >= 0 or h <= d, f"precondition 'λ-balanced dimensions' violated: λ={lam:g} < 0 needs h ≤ d; got h={h}, d={d}")
 
 
+def _gram_norm(Z: np.ndarray) -> float:
+    """||ZZᵀ||_F = ||ZᵀZ||_F in O(n h²)."""
+    return float(np.linalg.norm(Z.T @ Z))
+
+
+def _gap(Z: np.ndarray) -> float:
+    """||Z₁Z₁ᵀ − Z₀Z₀ᵀ||_F in O(n h²) without cancellation: with D = Z₁ − Z₀ the difference is ABᵀ,
+    A = [D, Z₀], B = [Z₁, D], and ||ABᵀ||² = Σ (AᵀA) ∘ (BᵀB)."""
+    D = Z[1] - Z[0]
+    A, B = np.hstack([D, Z[0]]), np.hstack([Z[1], D])
+    return float(np.sqrt(max(float(((A.T @ A) * (B.T @ B)).sum()), 0.0)))
+
+
 def _factor_flow(Q0: np.ndarray, F: np.ndarray, times: np.ndarray, probe: float = 0.0,
                  seed: int = 0) -> tuple[np.ndarray, float]:
     """Rank-h factor Q(t) (R = QQᵀ) at every t in `times` (ascending, ≥ 0), stepped by
@@ -52,11 +65,9 @@ def _factor_flow(Q0: np.ndarray, F: np.ndarray, times: np.ndarray, probe: float 
     Z = (O.T @ Q0)[None]
     if probe > 0:
         N = np.random.default_rng(seed).normal(size=Q0.shape)
-        dZ = probe * np.linalg.norm(Q0) * (O.T @ N) / np.linalg.norm(N)
-        Z = np.concatenate([Z, Z + dZ[None]])
-        r0 = Z[0] @ Z[0].T
-        rel_in = np.linalg.norm(Z[1] @ Z[1].T - r0) / max(np.linalg.norm(r0), 1e-300)
-    kappa, scale = 0.0, float(np.linalg.norm(Q0)) ** 2
+        Z = np.concatenate([Z, Z + (probe * np.linalg.norm(Q0) / np.linalg.norm(N) * (O.T @ N))[None]])
+        rel_in = _gap(Z) / max(_gram_norm(Z[0]), 1e-300)
+    kappa, scale = 0.0, _gram_norm(Z[0])
 
     def step(Z: np.ndarray, dt: float) -> np.ndarray:
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -75,10 +86,8 @@ def _factor_flow(Q0: np.ndarray, F: np.ndarray, times: np.ndarray, probe: float 
         for _ in range(k):
             Z = step(Z, span / k)
             if probe > 0:
-                r = Z[0] @ Z[0].T
-                scale = max(scale, float(np.linalg.norm(r)))  # normwise over the trajectory so far
-                rel = np.linalg.norm(Z[1] @ Z[1].T - r) / max(scale, 1e-300)
-                kappa = max(kappa, rel / max(rel_in, 1e-300))
+                scale = max(scale, _gram_norm(Z[0]))  # normwise over the trajectory so far
+                kappa = max(kappa, _gap(Z) / max(scale, 1e-300) / max(rel_in, 1e-300))
         now = float(t)
         out[i] = O @ Z[0]
     return out, kappa
