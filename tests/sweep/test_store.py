@@ -111,3 +111,29 @@ def test_runs_record_code_and_chunks_record_which_code_computed_them(tmp_path, t
     con = duckdb.connect(str(out.store), read_only=True)
     assert con.execute("SELECT DISTINCT code FROM chunks").fetchall() == [(source_digest(),)]
     con.close()
+
+
+class _Refuse:
+    """A chunk that refuses its configuration at run time (like a check only the build can make)."""
+
+    def __call__(self, task):
+        raise LazyrichError("batch_size 1000 exceeds the 20 training samples")
+
+
+@pytest.mark.parametrize("runner", ["spec", "refusal"])
+def test_nothing_is_written_unless_the_first_chunk_runs(tmp_path, tiny, runner):
+    """Class 6: a sweep refused anywhere before its first chunk is stored leaves no store file, and in
+    an existing store no run row and not a byte changed."""
+    from lazyrich.sweep.executor import execute_chunk
+
+    spec = tiny(optimizer={"kind": "sgd", "lr": 0.05, "batch_size": 1000}) if runner == "spec" else tiny(seed=5)
+    run = _Refuse() if runner == "refusal" else execute_chunk
+    with pytest.raises(LazyrichError, match="batch_size 1000 exceeds"):
+        run_sweep(spec, tmp_path / "new" / "s.duckdb", progress=False, runner=run)
+    assert not (tmp_path / "new").exists()
+    out = run_sweep(from_dict(tiny()), tmp_path / "s.duckdb", progress=False)
+    before = out.store.read_bytes()
+    for resume in (False, True):
+        with pytest.raises(LazyrichError, match="batch_size 1000 exceeds"):
+            run_sweep(spec, out.store, progress=False, runner=run, resume=resume)
+        assert out.store.read_bytes() == before and len(Store(out.store).runs()) == 1
