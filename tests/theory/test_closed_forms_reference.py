@@ -129,7 +129,8 @@ def test_isotropic_vs_float64_ode(d, h, c, lam, rates, seed):
 # ---- AGF (Kunin et al. 2025), linear closed form: an α → 0 limit ------------------------------------
 def test_linear_agf_vs_float64_ode_at_small_init():
     """Drop times vs the float64 ODE (not the engine) at α = 1e-12: AGF's error is O(1/ln(1/α)) of a
-    drop time (the threshold's O(1) term), so 5% at ln(1/α) ≈ 28; plateau levels to 1%."""
+    drop time (the threshold's O(1) term), so 5% at ln(1/α) ≈ 28 (measured ≤ 2.7%); a plateau's level
+    is off by the not-yet-learned modes' strength, exponentially small mid-plateau: 1e-4 (measured 1.3e-6)."""
     rng = np.random.default_rng(0)
     d, h, c, n = 5, 6, 4, 40
     s = np.array([3.0, 1.5, 0.75, 0.375])
@@ -147,7 +148,7 @@ def test_linear_agf_vs_float64_ode_at_small_init():
     drops = np.array([t[np.argmax(loss < m)] for m in mids])
     assert np.abs(drops / pred.jump_times - 1).max() < 0.05
     plateaus = np.interp(0.5 * (pred.jump_times[:-1] + pred.jump_times[1:]), t, loss)
-    assert np.abs(plateaus / pred.losses[1:-1] - 1).max() < 0.01
+    assert np.abs(plateaus / pred.losses[1:-1] - 1).max() < 1e-4
 
 
 # ---- Atanasov et al. toy model: sharpness at the balanced minimum -----------------------------------
