@@ -24,8 +24,10 @@ def whitened_data(d: int, c: int, n: int, rng: np.random.Generator, target: np.n
     return X, X @ M.T + 0.3 * rng.normal(size=(n, c))
 
 
-def linear_net_flow(times, W1, W2, X, Y, lr1=1.0, lr2=1.0, rtol=RTOL, atol=ATOL) -> tuple[np.ndarray, np.ndarray]:
-    """(W1(t), W2(t)) of f = W2 W1 x under dW_l/dt = −η_l ∂loss/∂W_l, integrated by DOP853: [T, ...]."""
+def linear_net_flow(times, W1, W2, X, Y, lr1=1.0, lr2=1.0, rtol=RTOL, atol=ATOL,
+                    decay=(0.0, 0.0)) -> tuple[np.ndarray, np.ndarray]:
+    """(W1(t), W2(t)) of f = W2 W1 x under dW_l/dt = −η_l (∂loss/∂W_l + κ_l W_l) (κ = `decay`, coupled
+    L2), integrated by DOP853: [T, ...]."""
     h, d = W1.shape
     c = W2.shape[0]
     n = len(X)
@@ -35,7 +37,7 @@ def linear_net_flow(times, W1, W2, X, Y, lr1=1.0, lr2=1.0, rtol=RTOL, atol=ATOL)
         E = X @ A.T @ B.T - Y  # residuals [n, c]
         gB = 2 * LOSS_SCALE * E.T @ (X @ A.T) / n  # ∂loss/∂W2
         gA = 2 * LOSS_SCALE * B.T @ E.T @ X / n  # ∂loss/∂W1
-        return np.concatenate([-lr1 * gA.ravel(), -lr2 * gB.ravel()])
+        return np.concatenate([-lr1 * (gA + decay[0] * A).ravel(), -lr2 * (gB + decay[1] * B).ravel()])
 
     t = np.asarray(times, float)
     sol = solve_ivp(rhs, (0.0, t[-1]), np.concatenate([W1.ravel(), W2.ravel()]), method="DOP853", t_eval=t,

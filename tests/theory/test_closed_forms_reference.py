@@ -9,10 +9,13 @@ tolerance their own correction term sets, stated at the test.
 import mpmath as mp
 import numpy as np
 import pytest
+import torch
 
 from lazyrich.theory import (aligned_mode, isotropic, lambda_balanced, linear_agf, mode_strength, one_d,
                              single_neuron, toy_sharpness)
+from lazyrich.conventions import LOSS_SCALE
 from lazyrich.theory.atanasov import toy_minimum
+from lazyrich.theory.balance import conserved_step, conserved_under_decay, decay_rate, one_d_step_factor
 from lazyrich.theory.saxe import decoupled_init
 
 from .reference import lambda_balanced_init, linear_net_flow, observables, rel_err, whitened_data
@@ -173,3 +176,66 @@ def test_toy_sharpness_vs_mpmath_hessian(depth, gamma, centred):
         top = max(mp.eigsy(H)[0])
     assert max(abs(float(g)) for g in grad) <= 1e-12  # it is a stationary point
     assert abs(float(top) / toy_sharpness(gamma, depth, y, centred) - 1) <= 1e-12
+
+
+# ---- balance: Q under weight decay, the exact one-step drift, the 1-D warmup factor -----------------
+def test_conserved_under_decay_vs_float64_ode():
+    """Q(t) = Q(0)e^{−2ρt} when η₁κ₁ = η₂κ₂ = ρ, against the weights' ODE with coupled L2 decay."""
+    rng = np.random.default_rng(5)
+    X, Y = whitened_data(4, 3, 12, rng)
+    W1, W2 = rng.normal(size=(6, 4)), rng.normal(size=(3, 6))
+    lr1, lr2, k1, k2 = 1.5, 0.3, 0.05, 0.25  # η₁κ₁ = η₂κ₂ = 0.075
+    t = np.linspace(0, 40, 9)
+    A, B = linear_net_flow(t, W1, W2, X, Y, lr1, lr2, rtol=1e-12, decay=(k1, k2))
+    Q = B.transpose(0, 2, 1) @ B / lr2 - A @ A.transpose(0, 2, 1) / lr1
+    rho = decay_rate(lr1, lr2, k1, k2)
+    assert np.abs(Q - conserved_under_decay(t, Q[0], rho)).max() <= TOL * np.abs(Q[0]).max()
+
+
+def _relu_grads(W1, W2, X, Y):
+    """∂loss/∂W1, ∂loss/∂W2 of f = W2 relu(W1 x), loss = LOSS_SCALE·mean||f − y||², in numpy."""
+    H = X @ W1.T
+    E = np.maximum(H, 0) @ W2.T - Y
+    g2 = 2 * LOSS_SCALE * E.T @ np.maximum(H, 0) / len(X)
+    g1 = 2 * LOSS_SCALE * ((E @ W2) * (H > 0)).T @ X / len(X)
+    return g1, g2
+
+
+@pytest.mark.parametrize("relu", [False, True])
+def test_conserved_step_vs_numpy_gradient_descent(relu):
+    """One GD step W ← W − fη(g + κW) written here in numpy; Q after it vs `conserved_step` (linear:
+    the full matrix; ReLU: its diagonal, the δ_k). Round-off only: 1e-13 relative."""
+    rng = np.random.default_rng(int(relu))
+    X, Y = whitened_data(5, 3, 15, rng)
+    W1, W2 = 0.5 * rng.normal(size=(7, 5)), 0.5 * rng.normal(size=(3, 7))
+    lr1, lr2, k1, k2, f = 0.05, 0.02, 0.1, 0.3, 0.4
+    for _ in range(5):
+        g1, g2 = _relu_grads(W1, W2, X, Y) if relu else (None, None)
+        if not relu:
+            E = X @ W1.T @ W2.T - Y
+            g2, g1 = 2 * LOSS_SCALE * E.T @ X @ W1.T / len(X), 2 * LOSS_SCALE * W2.T @ E.T @ X / len(X)
+        tt = [torch.tensor(v[None]) for v in (W1, W2, g1, g2)]
+        pred = conserved_step(*tt, lr1, lr2, k1, k2, factor=f)[0].numpy()
+        W1, W2 = W1 - f * lr1 * (g1 + k1 * W1), W2 - f * lr2 * (g2 + k2 * W2)
+        got = W2.T @ W2 / lr2 - W1 @ W1.T / lr1
+        if relu:
+            got, pred = np.diag(got), np.diag(pred)
+        assert np.abs(got - pred).max() <= 1e-13 * max(1.0, np.abs(got).max())
+
+
+def test_one_d_step_factor_vs_numpy_gradient_descent():
+    """C_{k+1}/C_k of the 1-D model under one GD step with decay ρ = η_uκ_u = η_wκ_w, in numpy."""
+    rng = np.random.default_rng(7)
+    h, gamma, lr_u, lr_w, rho, f = 5, 1.3, 0.2, 0.5, 0.01, 0.7
+    u, w, z = rng.normal(size=h), rng.normal(size=h), rng.normal(size=11)
+    y = 2.0 * z
+    m2 = float(np.mean(z * z))
+    for _ in range(5):
+        out = gamma * (u @ w) * z  # f(x_i) = γ uᵀw z_i
+        res = float(np.mean((out - y) * z)) / m2  # residual at the effective point, scaled back by m₂
+        gu = 2 * LOSS_SCALE * np.mean((out - y) * z) * gamma * w  # ∂loss/∂u
+        gw = 2 * LOSS_SCALE * np.mean((out - y) * z) * gamma * u
+        C0 = u @ u / lr_u - w @ w / lr_w
+        want = one_d_step_factor(f, lr_u, lr_w, gamma, m2, res, rho)
+        u, w = u - f * lr_u * (gu + rho / lr_u * u), w - f * lr_w * (gw + rho / lr_w * w)
+        assert abs((u @ u / lr_u - w @ w / lr_w) / C0 - want) <= 1e-12

@@ -99,3 +99,21 @@ def test_warning_is_silent_off_the_saddle():
     with warnings.catch_warnings():
         warnings.simplefilter("error", IllConditionedWarning)
         lambda_balanced(t, W1, W2, S, check_conditioning=True)
+
+
+def test_warns_exactly_when_a_mode_starts_on_the_saddle():
+    """λ = 0 and a task mode with initial strength 0 (d = h = c = 3): which way rounding pushes it decides
+    when it escapes, so the solution warns; a small λ (or any nonzero strength above ~1e-20 of the
+    others) removes the saddle and the warning (measured κ in docs/theory/wide_linear.md)."""
+    rng = np.random.default_rng(0)
+    U, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    V, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    R, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    S, t = U @ np.diag([2.0, 1.0, 0.5]) @ V.T, np.linspace(0, 40, 5)
+    for lam, warns in [(0.0, True), (0.1, False)]:
+        a = np.array([0.0, 1e-2, 1e-2])
+        a1, a2 = np.sqrt((np.sqrt(lam**2 + 4 * a**2) - lam) / 2), np.sqrt((np.sqrt(lam**2 + 4 * a**2) + lam) / 2)
+        with warnings.catch_warnings(record=True) as got:
+            warnings.simplefilter("always")
+            lambda_balanced(t, R @ np.diag(a1) @ V.T, U @ np.diag(a2) @ R.T, S)
+        assert any(issubclass(w.category, IllConditionedWarning) for w in got) == warns
