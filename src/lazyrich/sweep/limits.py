@@ -48,7 +48,7 @@ def record_point_count(spec: "SweepSpec") -> int:
         return min(steps + 1, spec.record.log + 2)
     if isinstance(spec.record, RecordEvery):
         return steps // spec.record.every + 1 + (steps % spec.record.every != 0)
-    return len(set(spec.record))
+    return len({k for k in spec.record if k <= steps})
 
 
 def axis_length(axis: "Axis") -> int:

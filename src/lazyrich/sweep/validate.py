@@ -88,6 +88,8 @@ def semantic_problems(spec: SweepSpec) -> list[str]:
         problems.append("steps: required for discrete training; add steps: N (or a flow: section)")
     if spec.flow is not None:
         problems += _flow_problems(spec)
+    elif isinstance(spec.record, list) and spec.steps is not None and not any(k <= spec.steps for k in spec.record):
+        problems.append(f"record: no listed step is within 0..{spec.steps} (steps); list steps ≤ {spec.steps}")
     for j, item in enumerate(spec.observables):
         if isinstance(item, dict) and len(item) != 1:
             problems.append(f"observables[{j}]: give one observable per entry, e.g. {{kernel_distance: {{weights: unit}}}}")
