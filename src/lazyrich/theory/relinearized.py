@@ -23,6 +23,15 @@ Measured (tests/theory/test_regime.py, docs/theory/regime.md): on a tanh student
 falls at first order in 1/q (max relative error 0.23, 0.068, 0.017 at q = 4, 16, 64); on Kunin's Fig. 1
 ReLU students at small size Ŝ/S = 0.89-1.08 outside the tiny-init upstream corner and 0.71-1.31 inside
 it (abrupt saddle escapes), and Ŝ's bands agree with GD's measured S(0, T) on 92-100% of each 5×5 grid.
+
+Any depth: `relinearized_kernel_distance_layers` runs the same phases on f = W_L σ(… σ(W_1 x)) with one
+rate per layer, the kernel from `observe.kernel.mlp_ntk` (analytic, O(n²c²Σn_l)) and Jᵀv from the
+backpropagated output gradients, so a phase costs one (nc)×(nc) eigendecomposition, 9(nc)³ flops, plus
+O(n²c²Σn_l): never the n·c × P Jacobian. Cheaper approximation (`max_samples`, `per_decade`): run the
+phases on a fixed random subset of n_s samples (the gradient flow of the subset's loss; Ŝ on the subset's
+kernel, an estimate of the full kernel alignment) and/or with fewer phases per decade: cost
+N·(9(n_s c)³ + 2(n_s c)²Σn_l), N = ⌈q log₁₀T⌉. bench/regime_cost.py and docs/theory/regime.md measure
+what each costs against training and what it loses in accuracy.
 """
 from __future__ import annotations
 
@@ -34,6 +43,8 @@ from torch import Tensor
 from ..errors import require
 from ..models.activations import activation as act_fn
 from ..models.activations import derivative
+from ..models.mlp import MLP, forward
+from ..observe.kernel import mlp_ntk, output_gradients
 
 PER_DECADE = 16  # phases per decade of time (module docstring: how settled Ŝ is at 16)
 
@@ -63,13 +74,7 @@ def linearized_step(x: Tensor, y: Tensor, W: Tensor, A: Tensor, steps: float, lr
     n, c = y.shape
     j_a, j_w = jacobian(x, W, A, act)
     r0 = (y - (act_fn(act)(x @ W.T) @ A.T)).reshape(-1)  # targets minus outputs, sample-major
-    K = lr_a * j_a @ j_a.T + lr_w * j_w @ j_w.T
-    lam, U = torch.linalg.eigh(K)
-    lam = lam.clamp_min(0.0)
-    rate = 2 * loss_scale / n
-    tiny = lam <= lam.max() * 1e-13  # (1 − e^{−cλk})/λ → ck
-    g = torch.where(tiny, torch.full_like(lam, steps * rate), -torch.expm1(-rate * steps * lam) / torch.where(tiny, 1.0, lam))
-    v = U @ (g * (U.T @ r0))
+    v = _lazy_fit_coefficients(lr_a * j_a @ j_a.T + lr_w * j_w @ j_w.T, r0, steps, 2 * loss_scale / n)
     dA = lr_a * (j_a.T @ v)
     dW = lr_w * (j_w.T @ v)
     return W + dW.reshape(W.shape), A + dA.reshape(c, -1)
@@ -87,18 +92,79 @@ def _kernel_distance(K0: Tensor, K1: Tensor) -> float:
     return float(1 - (K0 * K1).sum() / (torch.linalg.matrix_norm(K0) * torch.linalg.matrix_norm(K1)))
 
 
+def _lazy_fit_coefficients(K: Tensor, r0: Tensor, steps: float, rate: float) -> Tensor:
+    """v = U diag((1 − e^{−rate·λ·steps})/λ) Uᵀ r₀ for K = UΛUᵀ (so Δθ = η ⊙ Jᵀv)."""
+    lam, U = torch.linalg.eigh(K)
+    lam = lam.clamp_min(0.0)
+    tiny = lam <= lam.max() * 1e-13  # (1 − e^{−cλk})/λ → ck
+    g = torch.where(tiny, torch.full_like(lam, steps * rate), -torch.expm1(-rate * steps * lam) / torch.where(tiny, 1.0, lam))
+    return U @ (g * (U.T @ r0))
+
+
+def _as_net(weights: list[Tensor], act: str) -> tuple[MLP, dict[str, Tensor]]:
+    widths = (weights[0].shape[1],) + tuple(w.shape[0] for w in weights)
+    return MLP(widths, act), {f"W{l + 1}": w[None] for l, w in enumerate(weights)}
+
+
+def layers_ntk(x: Tensor, weights: list[Tensor], lrs: list[float], act: str = "relu") -> Tensor:
+    """Rate-weighted NTK [n·c, n·c] = Σ_l η_l J_l J_lᵀ of f = W_L σ(… σ(W_1 x)) (weights [n_l, n_{l−1}])."""
+    net, params = _as_net(weights, act)
+    return mlp_ntk(net, params, x, None, {k: float(r) for k, r in zip(params, lrs)})[0]
+
+
+def layers_step(x: Tensor, y: Tensor, weights: list[Tensor], lrs: list[float], steps: float, act: str = "relu",
+                loss_scale: float = 0.5) -> list[Tensor]:
+    """Weights after `steps` steps of gradient flow on the linearization at `weights`, any depth (the
+    closed form of `linearized_step`): ΔW_l = η_l ∂⟨f, v⟩/∂W_l = η_l Σ_i (g_{l,i}ᵀ v_i) h_{l−1,i}ᵀ."""
+    n, c = y.shape
+    net, params = _as_net(weights, act)
+    lr = {k: float(r) for k, r in zip(params, lrs)}
+    r0 = y - forward(net, params, x)[0]
+    v = _lazy_fit_coefficients(mlp_ntk(net, params, x, None, lr)[0], r0.reshape(-1), steps, 2 * loss_scale / n).reshape(n, c)
+    grads, inputs = output_gradients(net, params, x)
+    h = [t[0] if t.dim() == 3 else t for t in inputs]
+    out = [w + lrs[l] * (torch.einsum("ncj,nc->nj", grads[l][0], v).T @ h[l]) for l, w in enumerate(weights[:-1])]
+    return out + [weights[-1] + lrs[-1] * (v.T @ h[-1])]
+
+
+def _subsample(x: Tensor, y: Tensor, max_samples: int | None, seed: int) -> tuple[Tensor, Tensor]:
+    if max_samples is None or max_samples >= x.shape[0]:
+        return x, y
+    require(max_samples >= 1, f"max_samples={max_samples}: give at least one sample (or None for all)")
+    idx = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(int(seed)))[:max_samples].to(x.device)
+    return x[idx], y[idx]
+
+
+def relinearized_kernel_distance_layers(x: Tensor, y: Tensor, weights: list[Tensor], lrs: list[float], steps: float,
+                                        act: str = "relu", loss_scale: float = 0.5, per_decade: float = PER_DECADE,
+                                        max_samples: int | None = None, seed: int = 0) -> float:
+    """Predicted S(0, steps) of one MLP f = W_L σ(… σ(W_1 x)) of any depth (weights [n_l, n_{l−1}], one
+    rate per layer, no biases, float64). `max_samples`: run on a fixed random subset of that many samples
+    (`seed`), the cheap approximation of the module docstring; `per_decade`: phases per decade."""
+    require(x.dim() == 2 and y.dim() == 2 and len(weights) >= 2 and all(w.dim() == 2 for w in weights),
+            "give one net: x [n, d], y [n, c], weights [W1 [n_1, d], …, W_L [c, n_{L−1}]] (at least two layers)")
+    require(len(lrs) == len(weights), f"give one rate per layer: {len(weights)} layers, {len(lrs)} rates")
+    fan_in = [x.shape[1]] + [w.shape[0] for w in weights[:-1]]  # each layer takes the previous one's output
+    require(all(w.shape[1] == a for w, a in zip(weights, fan_in)) and weights[-1].shape[0] == y.shape[1],
+            f"shapes do not chain: x {tuple(x.shape)}, weights {[tuple(w.shape) for w in weights]}, y {tuple(y.shape)}")
+    require(steps >= 0 and per_decade >= 0, f"need steps ≥ 0 and per_decade ≥ 0 (got {steps}, {per_decade})")
+    x, y = _subsample(x, y, max_samples, seed)
+    now, t = list(weights), 0.0
+    for end in _phase_ends(steps, per_decade):
+        now, t = layers_step(x, y, now, lrs, end - t, act, loss_scale), end
+    return _kernel_distance(layers_ntk(x, weights, lrs, act), layers_ntk(x, now, lrs, act))
+
+
 def relinearized_kernel_distance(x: Tensor, y: Tensor, W: Tensor, A: Tensor, steps: float, lr_w: float, lr_a: float,
-                                 act: str = "relu", loss_scale: float = 0.5, per_decade: float = PER_DECADE) -> float:
+                                 act: str = "relu", loss_scale: float = 0.5, per_decade: float = PER_DECADE,
+                                 max_samples: int | None = None, seed: int = 0) -> float:
     """Predicted S(0, steps) of one two-layer net (W [m, d], A [c, m], x [n, d], y [n, c], float64):
     lazy fits in log-spaced phases, `per_decade` of them per decade of time (module docstring);
-    `per_decade=0` is one linearization over the whole horizon (the NTK's own prediction)."""
+    `per_decade=0` is one linearization over the whole horizon (the NTK's own prediction);
+    `max_samples` runs it on a fixed random subset of the samples (the cheap approximation)."""
     require(x.dim() == 2 and y.dim() == 2 and W.dim() == 2 and A.dim() == 2,
             "give one net: x [n, d], y [n, c], W [m, d], A [c, m]")
     require(W.shape[1] == x.shape[1] and A.shape[1] == W.shape[0] and A.shape[0] == y.shape[1],
             f"shapes do not chain: x {tuple(x.shape)}, W {tuple(W.shape)}, A {tuple(A.shape)}, y {tuple(y.shape)}")
-    require(steps >= 0 and per_decade >= 0, f"need steps ≥ 0 and per_decade ≥ 0 (got {steps}, {per_decade})")
-    W1, A1, t = W, A, 0.0
-    for end in _phase_ends(steps, per_decade):
-        W1, A1 = linearized_step(x, y, W1, A1, end - t, lr_w, lr_a, act, loss_scale)
-        t = end
-    return _kernel_distance(ntk(x, W, A, lr_w, lr_a, act), ntk(x, W1, A1, lr_w, lr_a, act))
+    return relinearized_kernel_distance_layers(x, y, [W, A], [lr_w, lr_a], steps, act, loss_scale, per_decade,
+                                               max_samples, seed)
