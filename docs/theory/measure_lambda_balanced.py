@@ -58,15 +58,15 @@ def cost() -> None:
 
 
 def conditioning() -> None:
-    print("\n| case | κ (amplification of init rounding) | estimated error κ·u | warns |")
-    print("|---|---|---|---|")
+    print("\n| case | κ | steps | estimate κ·u·steps | actual error vs mpmath | warns |")
+    print("|---|---|---|---|---|---|")
     rng = np.random.default_rng(0)
     d = c = 3
     U, _ = np.linalg.qr(rng.normal(size=(c, c)))
     V, _ = np.linalg.qr(rng.normal(size=(d, d)))
     S = U @ np.diag([2.0, 1.0, 0.5]) @ V.T
     t = np.linspace(0, 40, 5)
-    cases = {}
+    cases, lams = {}, {}
     for alpha in (1e-2, 1e-6, 1e-12):
         cases[f"λ = 0, random init at scale {alpha:g}"] = lambda_balanced_init(d, 3, c, 0.0, np.random.default_rng(1), alpha)
     for eps in (1e-4, 1e-12, 1e-24, 0.0):  # init whose top-mode strength is eps relative to the others
@@ -78,17 +78,23 @@ def conditioning() -> None:
         a = np.array([0.0, 1.0, 1.0]) * 1e-2
         a1, a2 = np.sqrt((np.sqrt(lam**2 + 4 * a**2) - lam) / 2), np.sqrt((np.sqrt(lam**2 + 4 * a**2) + lam) / 2)
         cases[f"λ = {lam:g}, top-mode strength 0"] = (R @ np.diag(a1) @ V.T, U @ np.diag(a2) @ R.T)
+        lams[f"λ = {lam:g}, top-mode strength 0"] = lam
     cases["d = h = c = 1, λ = 0, W2 = −W1 (on the saddle's stable manifold)"] = (np.array([[1e-3]]), np.array([[-1e-3]]))
     for name, (W1, W2) in cases.items():
         Sx = S if W1.shape[1] == 3 else np.array([[2.0]])
         dd = W1.shape[1]
         Q = np.vstack([W1.T, W2])
         F = np.block([[np.zeros((dd, dd)), Sx.T], [Sx, np.zeros((dd, dd))]])
-        _, kappa = _factor_flow(Q, F, t, probe=1e-12)
+        _, kappa, steps = _factor_flow(Q, F, t, probe=1e-12)
         with warnings.catch_warnings(record=True) as w:
             warnings.simplefilter("always")
-            lambda_balanced(t, W1, W2, Sx, tol=1e-6)
-        print(f"| {name} | {kappa:.1e} | {kappa * EPS:.1e} | {'yes' if w else 'no'} |")
+            p = lambda_balanced(t, W1, W2, Sx, tol=1e-6)
+        c = W2.shape[0]
+        actual = 0.0
+        for i, ti in enumerate(t):
+            R = riccati_mp(float(ti), W1, W2, Sx, lams.get(name, 0.0))
+            actual = max(actual, np.abs(p["beta"][i].reshape(c, dd) - R[dd:, :dd]).max() / np.abs(R).max())
+        print(f"| {name} | {kappa:.1e} | {steps} | {kappa * EPS * steps:.1e} | {actual:.1e} | {'yes' if w else 'no'} |")
 
 
 if __name__ == "__main__":

@@ -1,12 +1,15 @@
 """Hypothesis properties of the closed forms: conserved quantities conserved, rank ≤ h, and the known
 limits (λ → 0: Saxe's sigmoidal modes; large |λ| / large init: the lazy linear fit). Small budgets
 (CI profile is derandomized): each property is a few dozen examples of a cheap closed form."""
+import warnings
+
 import numpy as np
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy.linalg import expm
 
 from lazyrich.theory import lambda_balanced, mode_strength, one_d, single_neuron
+from lazyrich.theory.checks import IllConditionedWarning
 from lazyrich.theory.one_d import invariants
 from lazyrich.theory.saxe import decoupled_init
 
@@ -33,7 +36,9 @@ def lambda_config(draw):
 def test_lambda_balanced_conserves_q_and_stays_rank_h(cfg):
     W1, W2, S, lr1, lr2, lam = cfg
     h, d, c = W1.shape[0], W1.shape[1], W2.shape[0]
-    p = lambda_balanced(T, W1, W2, S, lr1, lr2)
+    with warnings.catch_warnings():  # λ = 0 draws can sit near a saddle: β is then uncertain, Q still exact
+        warnings.simplefilter("ignore", IllConditionedWarning)
+        p = lambda_balanced(T, W1, W2, S, lr1, lr2)
     gi, go = p["input_gram"].reshape(-1, d, d), p["output_gram"].reshape(-1, c, c)
     scale = max(np.abs(go).max() / lr2, np.abs(gi).max() / lr1, abs(lam), 1e-300)
     # W2ᵀW2/η2 = W1W1ᵀ/η1 + λI: the nonzero spectra of W2W2ᵀ/η2 and W1ᵀW1/η1 (padded to h) differ by λ

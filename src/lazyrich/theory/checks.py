@@ -19,13 +19,14 @@ class IllConditionedWarning(UserWarning):
     the message gives the estimated relative error."""
 
 
-def ill_conditioned(kappa: float, what: str, where: str) -> None:
+def ill_conditioned(kappa: float, steps: int, what: str, where: str) -> None:
     """Warn when relative perturbations of the init are amplified κ-fold along the solution and the
-    estimated float64 error κ·u exceeds 1e-8 (every float64 method shares it: it is the problem's)."""
-    err = kappa * EPS
+    estimated float64 error κ·u·steps exceeds 1e-8: rounding of relative size u enters at each of the
+    `steps` steps, and every float64 method shares the amplification — it is the problem's."""
+    err = kappa * EPS * max(steps, 1)
     if err > WARN_ERROR:
-        warnings.warn(f"{what} is ill-conditioned here ({where}): float64 rounding of the init is amplified "
-                      f"{kappa:.1e}-fold, estimated relative error ~{err:.1e}", IllConditionedWarning, stacklevel=3)
+        warnings.warn(f"{what} is ill-conditioned here ({where}): float64 rounding is amplified {kappa:.1e}-fold "
+                      f"over {steps} steps, estimated relative error ~{err:.1e}", IllConditionedWarning, stacklevel=3)
 
 
 def as_array(x: ArrayLike, name: str, ndim: int | None = None) -> np.ndarray:

@@ -55,13 +55,13 @@ def _gap(Z: np.ndarray) -> float:
 
 
 def _factor_flow(Q0: np.ndarray, F: np.ndarray, times: np.ndarray, probe: float = 0.0,
-                 seed: int = 0) -> tuple[np.ndarray, float]:
+                 seed: int = 0) -> tuple[np.ndarray, float, int]:
     """Rank-h factor Q(t) (R = QQᵀ) at every t in `times` (ascending, ≥ 0), stepped by
     Q ← e^{FΔ} Q L⁻ᵀ with LLᵀ = I + QᵀΦ(Δ)Q (Cholesky; I + QᵀΦQ ⪰ I since Φ ≻ 0), in F's eigenbasis.
 
     With ``probe > 0`` a second copy starting at Q0 + probe·||Q0||·N (N a fixed random unit direction)
     is stepped alongside; returns the largest change of R it causes (relative to max_s≤t ||R(s)||) divided
-    by the relative change of R0 — the amplification κ of relative init errors (float64 error ≈ κ·u).
+    by the relative change of R0 — the amplification κ of relative init errors. Returns (Q(t), κ, steps).
     """
     lam, O = np.linalg.eigh(F)
     dt_max = 0.5 / max(float(np.abs(lam).max()), 1e-12)
@@ -83,10 +83,11 @@ def _factor_flow(Q0: np.ndarray, F: np.ndarray, times: np.ndarray, probe: float 
         return np.swapaxes(np.linalg.solve(L, np.swapaxes(Zn, 1, 2)), 1, 2)
 
     out = np.empty((len(times), n, h))
-    now = 0.0
+    now, steps = 0.0, 0
     for i, t in enumerate(times):
         span = float(t) - now
         k = int(np.ceil(span / dt_max)) if span > 0 else 0
+        steps += k
         for _ in range(k):
             Z = step(Z, span / k)
             if probe > 0:
@@ -94,7 +95,7 @@ def _factor_flow(Q0: np.ndarray, F: np.ndarray, times: np.ndarray, probe: float 
                 kappa = max(kappa, _gap(Z) / max(scale, 1e-300) / max(rel_in, 1e-300))
         now = float(t)
         out[i] = O @ Z[0]
-    return out, kappa
+    return out, kappa, steps
 
 
 def _times(times: ArrayLike) -> np.ndarray:
@@ -151,7 +152,8 @@ def lambda_balanced(times: ArrayLike, W1: ArrayLike, W2: ArrayLike, sigma_yx: Ar
     NTK's ``kernel_distance`` S(0,t) and ``ntk_ratio`` ||K_t||/||K_0|| (`linear_ntk` gives K itself). Precondition checked: Q = λ I at init (which
     implies h ≤ c for λ > 0 and h ≤ d for λ < 0, see `lambda_dims_ok`).
     ``check_conditioning`` (default on, doubles the cost) steps a copy from Q₀ perturbed by 1e-12
-    (relative) and warns with `IllConditionedWarning` when the amplification κ gives κ·u > 1e-8.
+    (relative) and warns with `IllConditionedWarning` when the amplification κ gives an estimated
+    error κ·u·steps > 1e-8 (rounding enters at every step).
     """
     t, A, B, S, h, d, c, lr1, lr2, Q = _setup(times, W1, W2, sigma_yx, lr1, lr2)
     lam = float(np.trace(Q)) / h
@@ -163,8 +165,8 @@ def lambda_balanced(times: ArrayLike, W1: ArrayLike, W2: ArrayLike, sigma_yx: Ar
     Qm = np.vstack([V1.T, V2])
     lu = k * lam
     F = np.block([[-lu / 2 * np.eye(d), S.T], [S, lu / 2 * np.eye(c)]])
-    Qt, kappa = _factor_flow(Qm, F, k * t, probe=PROBE if check_conditioning else 0.0)
-    ill_conditioned(kappa, "lambda_balanced", "λ = 0 with an init (nearly) orthogonal to a task mode: a saddle")
+    Qt, kappa, steps = _factor_flow(Qm, F, k * t, probe=PROBE if check_conditioning else 0.0)
+    ill_conditioned(kappa, steps, "lambda_balanced", "λ = 0 with an init (nearly) orthogonal to a task mode: a saddle")
     top, bot = Qt[:, :d], Qt[:, d:]
     gi = top @ top.transpose(0, 2, 1) * np.sqrt(lr1 / lr2)
     go = bot @ bot.transpose(0, 2, 1) * np.sqrt(lr2 / lr1)
