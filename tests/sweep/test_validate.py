@@ -116,6 +116,17 @@ def test_invalid_values_are_refused_naming_the_key(change, key, tiny):
     assert f": {key}" in _refused(tiny(**change))
 
 
+def test_values_checked_at_run_time_before_are_refused_up_front(tiny):
+    """These raised inside the first chunk, after the run had started."""
+    assert ": optimizer.batch_size: 50 exceeds the 20 training samples of task" in _refused(
+        tiny(optimizer={"kind": "sgd", "batch_size": 50}))
+    assert ": parametrization.overrides: override for unknown tensor 'hidden'" in _refused(
+        tiny(parametrization={"overrides": {"hidden": {"lr_scale": 2.0}}}))
+    assert ": parametrization.overrides: override key 'lr'" in _refused(
+        tiny(parametrization={"overrides": {"W1": {"lr": 2.0}}}))
+    from_dict(tiny(parametrization={"overrides": {"W1": {"lr_scale": 2.0}}}))
+
+
 def test_seeds_up_to_int64_are_kept_exactly(tiny):
     top = 2**63 - 1
     members = expand(from_dict(tiny(axes=[{"grid": {"seed": [top, top - 1], "task_seed": [2**53 + 1]}}])))

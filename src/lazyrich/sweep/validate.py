@@ -104,9 +104,13 @@ def semantic_problems(spec: SweepSpec) -> list[str]:
             problems.append(f"observables[{j}].{name}: bad options ({one_line(str(exc), 80)}); see the observer's docstring")
     for label, task in spec.tasks.items():
         rank, n, d = getattr(task, "rank", None), task.n or max(2 * task.dims[0], task.dims[0] + 1), task.dims[0]
+        where = "task" if not isinstance(spec.task, dict) else f"task.{label}"
         if rank is not None and rank > min(n, d):
-            where = "task" if label == task.name and not isinstance(spec.task, dict) else f"task.{label}"
             problems.append(f"{where}.rank: {rank} must be ≤ min(n, d) = {min(n, d)}; lower rank or raise n and d")
+        batch = spec.optimizer.batch_size
+        if batch is not None and batch > n:
+            problems.append(f"optimizer.batch_size: {batch} exceeds the {n} training samples of {where}; "
+                            f"use batch_size ≤ {n}")
     labels = list(spec.tasks)
     seen: dict[str, int] = {}
     for i, axis in enumerate(spec.axes):
@@ -292,11 +296,27 @@ def _expanded_problems(spec: SweepSpec) -> list[str]:
             problems.append("model.width: kunin init duplicates neurons with flipped readouts; use even widths")
     if kind == "balanced_chain" and spec.model.activation != "linear":
         problems.append("init.kind: balanced_chain balances a deep *linear* chain; set model.activation: linear")
+    if spec.parametrization.overrides:
+        problems += _override_problems(spec, members)
     if kind in ("lambda_balanced", "balanced_chain") and not problems:
         problems += _dry_build(spec, members)
     if spec.dtype == "float32" and spec.flow is not None:
         problems.append("dtype: gradient flow runs in float64 to meet its tolerances; set dtype: float64")
     return problems
+
+
+def _override_problems(spec: SweepSpec, members: Any) -> list[str]:
+    """Overrides name tensors (W1, ..., b1, ...) and fields of the layer table: check them per depth."""
+    from ..param.schemes import layer_table
+    from .planner import widths
+
+    for _, row in members.drop_duplicates(["task", "depth"]).head(64).iterrows():
+        try:
+            layer_table(widths(spec, row), spec.parametrization.scheme, "sgd", bias=spec.model.bias,
+                        overrides=spec.parametrization.overrides)
+        except LazyrichError as exc:
+            return [f"parametrization.overrides: {exc}"]
+    return []
 
 
 def _dry_build(spec: SweepSpec, members: Any) -> list[str]:
