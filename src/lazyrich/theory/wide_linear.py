@@ -166,7 +166,7 @@ def lambda_balanced(times: ArrayLike, W1: ArrayLike, W2: ArrayLike, sigma_yx: Ar
     lu = k * lam
     F = np.block([[-lu / 2 * np.eye(d), S.T], [S, lu / 2 * np.eye(c)]])
     Qt, kappa, steps = _factor_flow(Qm, F, k * t, probe=PROBE if check_conditioning else 0.0)
-    ill_conditioned(kappa, steps, "lambda_balanced", "λ = 0 with an init (nearly) orthogonal to a task mode: a saddle")
+    ill_conditioned(kappa, steps, "lambda_balanced", "λ ≈ 0 and a task mode starting at, or passing through, zero strength: a saddle")
     top, bot = Qt[:, :d], Qt[:, d:]
     gi = top @ top.transpose(0, 2, 1) * np.sqrt(lr1 / lr2)
     go = bot @ bot.transpose(0, 2, 1) * np.sqrt(lr2 / lr1)
