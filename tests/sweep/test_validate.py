@@ -25,10 +25,12 @@ def _refused(data) -> str:
 
 @pytest.fixture
 def no_expansion(monkeypatch):
-    """Fail the test if the members table is built: size checks must be arithmetic."""
-    def boom(spec):
-        raise AssertionError("expand() ran before the sizes were checked")
+    """Fail the test if the members table or any axis' values are made: size checks must be arithmetic."""
+    def boom(*args, **kwargs):
+        raise AssertionError("values were made before the sizes were checked")
     monkeypatch.setattr(planner_module, "expand", boom)
+    for fn in ("linspace", "logspace", "geomspace"):
+        monkeypatch.setattr(np, fn, boom)
 
 
 HUGE = {  # what the spec asks for → the key the one-line refusal must name
@@ -37,7 +39,7 @@ HUGE = {  # what the spec asks for → the key the one-line refusal must name
     "range": ({"axes": [{"grid": {"seed": {"range": [0, 10**12]}}}]}, "axes[0].grid.seed"),
     "random": ({"axes": [{"random": {"n": 10**12, "dists": {"tau": {"uniform": [0.1, 1]}}}}]}, "axes[0].random.n"),
     "product": ({"axes": [{"grid": {"tau": {"linspace": [0.1, 1, 10**4]}, "seed": {"range": [0, 10**4]}}},
-                          {"grid": {"delta": {"linspace": [-1, 1, 10**4]}}}]}, "axes:"),
+                          {"grid": {"delta": {"linspace": [-1, 1, 10**4]}}}]}, "axes[0].grid:"),
     "width": ({"model": {"width": 2 * 10**9}}, "model.width"),
     "width_axis": ({"axes": [{"grid": {"width": [4, 10**9]}}]}, "axes[0].grid.width"),
     "samples": ({"task": {"name": "teacher_student", "d": 5, "n": 10**10}}, "task.n"),

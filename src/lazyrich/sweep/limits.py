@@ -38,14 +38,15 @@ def values_per_point(spec: "SweepSpec", width: int, depth: int) -> int:
 
 
 def record_point_count(spec: "SweepSpec") -> int:
-    """len(spec.record_points()), without computing them."""
+    """len(spec.record_points()), by arithmetic where their number is not bounded by a field's type."""
     from .spec import RecordEvery, RecordLog
 
     if spec.flow is not None:
         return len(spec.flow.times)
     steps = int(spec.steps or 0)
-    if isinstance(spec.record, RecordLog):
-        return min(steps + 1, spec.record.log + 2)
+    if isinstance(spec.record, RecordLog):  # log ≤ MAX_RECORD_POINTS by its type: computing them is bounded
+        from ..records import log_steps
+        return len(log_steps(steps, spec.record.log))
     if isinstance(spec.record, RecordEvery):
         return steps // spec.record.every + 1 + (steps % spec.record.every != 0)
     return len({k for k in spec.record if k <= steps})

@@ -115,6 +115,36 @@ def _expand_values(v: Any) -> Any:
 Values = Annotated[list[Any], BeforeValidator(_expand_values)]
 
 
+def value_count(v: Any) -> int | None:
+    """How many values `v` (a list or {linspace|logspace|geomspace|range: ...}) gives, by arithmetic
+    on the raw input; None when malformed (its validation says why)."""
+    if isinstance(v, (list, tuple)):
+        return len(v)
+    try:
+        (kind, args), = v.items()
+        if kind == "range":
+            return len(range(*(int(a) for a in args)))
+        return int(args[2]) if kind in ("linspace", "logspace", "geomspace") else None
+    except (AttributeError, TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+def block_count(block: Any) -> int | None:
+    """Members of one raw axes entry ({grid|zip|random: ...}), by arithmetic; None when malformed."""
+    if not isinstance(block, dict) or len(block) != 1:
+        return None
+    (kind, body), = block.items()
+    if kind == "random":
+        n = body.get("n") if isinstance(body, dict) else None
+        return n if isinstance(n, int) and not isinstance(n, bool) else None
+    if kind not in ("grid", "zip") or not isinstance(body, dict) or not body:
+        return None
+    counts = [value_count(v) for v in body.values()]
+    if any(c is None for c in counts):
+        return None
+    return math.prod(counts) if kind == "grid" else min(counts)  # type: ignore[arg-type]
+
+
 def _ordered(lo: Any, hi: Any, strict: bool, kind: str) -> None:
     if lo > hi or (strict and lo == hi):
         raise ValueError(f"{kind} takes [lo, hi] with lo {'<' if strict else '≤'} hi (got [{lo}, {hi}]); swap them")
@@ -183,6 +213,15 @@ class Axis(_Strict):
     grid: Annotated[dict[str, Values], Field(min_length=1)] | None = None  # an empty grid is refused, not one member
     zip: Annotated[dict[str, Values], Field(min_length=1)] | None = None
     random: RandomBlock | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bounded(cls, data: Any) -> Any:
+        """A grid's product is counted before any of its values is made (10⁶ × 10⁶ never materializes)."""
+        n = block_count(data)
+        if n is not None and n > MAX_MEMBERS:
+            raise ValueError(f"this block expands to {n:.3g} members (> {MAX_MEMBERS:.0e}); use fewer values")
+        return data
 
     @model_validator(mode="after")
     def _one(self) -> "Axis":

@@ -11,6 +11,7 @@ memory and record volume of every ensemble against this machine's available memo
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,8 @@ from pydantic import TypeAdapter, ValidationError
 from ..errors import LazyrichError
 from . import limits as L
 from .expr import check_expression
-from .spec import (MEMBER_KEYS, NUMERIC_KEYS, Axis, Choice, Integers, LogUniform, SpecError, SweepSpec, check_value,
-                   one_line, short_repr)
+from .spec import (MEMBER_KEYS, NUMERIC_KEYS, Axis, Choice, Integers, LogUniform, SpecError, SweepSpec, block_count,
+                   check_value, one_line, short_repr, value_count)
 
 _LIST_ADAPTERS = {k: TypeAdapter(list[t]) for k, t in MEMBER_KEYS.items()}  # type: ignore[valid-type]
 
@@ -344,10 +345,29 @@ def validate_spec(spec: SweepSpec, source: str = "sweep spec") -> None:
             raise SpecError(source, problems)
 
 
+def _count_problem(axes: Any) -> str | None:
+    """The member count of raw axes, by arithmetic, before any value is made; names the largest
+    block (and its largest key) when the product passes `MAX_MEMBERS`."""
+    counts = [block_count(b) for b in axes] if isinstance(axes, list) else []
+    if not counts or None in counts or math.prod(counts) <= L.MAX_MEMBERS:  # type: ignore[arg-type]
+        return None
+    i = max(range(len(counts)), key=counts.__getitem__)
+    (kind, body), = axes[i].items()
+    where = f"axes[{i}].{kind}" + (".n" if kind == "random" else "")
+    if kind != "random":
+        key = max(body, key=lambda k: value_count(body[k]) or 0)
+        where += f".{one_line(str(key), 40)}" if value_count(body[key]) == counts[i] else ""
+    return (f"{where}: the axes expand to {math.prod(counts):.3g} members (> {L.MAX_MEMBERS:.0e}; "  # type: ignore[arg-type]
+            f"axes[{i}] gives {counts[i]:.3g}); use fewer values or split the sweep into several files")
+
+
 def from_dict(data: Any, source: str = "sweep spec") -> SweepSpec:
     """Validate a sweep given as a dict (the parsed YAML); raises `SpecError` naming every problem."""
     if not isinstance(data, dict):
         raise SpecError(source, ["(top level): a sweep is a mapping of keys (name:, task:, model:, ...)"])
+    too_many = _count_problem(data.get("axes"))
+    if too_many:
+        raise SpecError(source, [too_many])
     try:
         spec = SweepSpec.model_validate(data)
     except ValidationError as exc:
