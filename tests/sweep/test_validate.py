@@ -83,6 +83,15 @@ def test_many_members_are_refused_for_their_table_and_chunks_for_memory_mb(tiny,
     assert msg.startswith("sweep spec: axes: the sweep needs ~1.9 GB of memory (1.9 GB to plan 2e+06 members")
 
 
+def test_record_volume_is_bounded(tiny, monkeypatch):
+    """2·10⁴ members × 10⁶ recorded steps × (loss: 2 + conserved: 4 + width·(depth−1) ≤ 36 values)."""
+    monkeypatch.setattr(limits, "available_bytes", lambda: 2**60)
+    data = tiny(steps=10**6 - 1, record={"every": 1}, axes=[{"grid": {"seed": {"range": [0, 20_000]}}}])
+    rows = 20_000 * 10**6 * 2 * (8 * 3 + 2 * 6)
+    assert _refused(data).startswith(f"sweep spec: record: the run would write ~{rows:.3g} record rows (20000 members "
+                                     "× 1000000 points")
+
+
 def test_a_chunk_budget_above_the_machine_is_refused(tiny, monkeypatch):
     monkeypatch.setattr(limits, "available_bytes", lambda: 50 * 2**20)
     data = tiny(model={"width": 2000}, axes=[{"grid": {"seed": {"range": [0, 40]}}}], execution={"memory_mb": 10**6})
