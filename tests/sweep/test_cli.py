@@ -74,3 +74,29 @@ def test_docs_sql_examples_run(quick_run, tmp_path):
     grid = con.execute(blocks[1], {"run": quick_run.run_id}).df()
     con.close()
     assert len(grid) == 16 and (grid.seeds == 4).all() and (grid.test_loss > 0).all()
+
+
+def test_resume_of_a_changed_sweep_says_how_to_resume_and_that_works(tmp_path, monkeypatch, capsys, tiny):
+    """Class 8 through the CLI: one line naming the run, the first differing key and the command that
+    prints the run's own spec; sweeping that spec with --resume then continues the run."""
+    from lazyrich.sweep import run_sweep
+
+    from .test_identity import StopAfter
+
+    spec, store = tmp_path / "tiny.yaml", tmp_path / "s.duckdb"
+    spec.write_text(yaml.safe_dump(tiny(steps=40)))
+    with __import__("pytest").raises(KeyboardInterrupt):
+        run_sweep(spec, store, progress=False, runner=StopAfter(1))
+    spec.write_text(yaml.safe_dump(tiny()))  # the file was edited since: steps 40 → 30
+    code, out, err = _main(monkeypatch, capsys, "sweep", spec, "--store", store, "--resume", "--quiet")
+    run_id = Store(store).runs().run_id.iloc[0]
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"error: --resume found run {run_id} (interrupted, 1/2 chunks stored) but did not resume "
+                          "it: steps: 40 there, 30 here; to resume it, sweep the spec it was started with "
+                          f"(lazyrich runs show {run_id} --spec --store {store} > tiny.yaml), or drop --resume")
+    code, out, _ = _main(monkeypatch, capsys, "runs", "show", run_id, "--spec", "--store", store)
+    assert code == 0 and yaml.safe_load(out)["steps"] == 40
+    (tmp_path / "again.yaml").write_text(out)
+    code, out, err = _main(monkeypatch, capsys, "sweep", tmp_path / "again.yaml", "--store", store, "--resume", "--quiet")
+    assert code == 0, err
+    assert out.startswith(f"run {run_id}: 4 members in 2 chunks (1 computed, 1 already stored)")

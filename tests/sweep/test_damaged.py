@@ -136,5 +136,33 @@ def test_check_reports_runs_chunks_and_what_resume_recomputes(stored, tmp_path, 
     assert code == 2 and _sha(store) == sha
     assert f"run {stopped} chunk 1: member 1 lacks records (planned points: 4)" in out
     assert f"run {done} chunk 0: member 0's digest is not its planned configuration's" in out
-    assert f"run {stopped} (interrupted): 1/4 chunks intact, 1 damaged; --resume computes 3" in out
+    assert f"run {stopped} (interrupted): 1/4 chunks intact, 1 damaged" in out.splitlines()
+    assert "recoverable: the specs of 2 runs (lazyrich runs show RUN --spec: rerun them into a new store); 2 intact " \
+           "chunks of 2 runs" in out
     assert err.startswith(f"error: {store} is damaged (run ")
+
+
+class _CommitFails:
+    """A write connection whose every commit fails as a full or failing disk makes it fail."""
+
+    def __init__(self, con):
+        self._con = con
+
+    def commit(self):
+        raise duckdb.IOException("IO Error: Could not fsync file: No space left on device")
+
+    def __getattr__(self, name):
+        return getattr(self._con, name)
+
+
+def test_write_and_commit_errors_take_the_same_path(tmp_path, tiny, monkeypatch):
+    """A DuckDB error while writing (here at commit) is the same one-line refusal, not a traceback."""
+    from lazyrich.sweep.store import StoreDamaged
+
+    opened = Store._open
+    monkeypatch.setattr(Store, "_open", lambda self, write: _CommitFails(opened(self, write)) if write else opened(self, write))
+    store = tmp_path / "s.duckdb"
+    with pytest.raises(StoreDamaged) as err:
+        run_sweep(from_dict(tiny()), store, progress=False)
+    assert str(err.value) == (f"{store} is damaged (IO Error: Could not fsync file: No space left on device): "
+                              "restore it or start a new store")

@@ -3,9 +3,11 @@ pandas, duckdb) are imported inside the commands, never at import time."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import typer
+
+from .. import cli_options as opts
 
 # store.DEFAULT_STORE, repeated so this module needs no duckdb (tests/test_imports.py checks they agree)
 DEFAULT_STORE = Path("lazyrich-runs") / "lazyrich.duckdb"
@@ -14,14 +16,14 @@ STORE_HELP = "DuckDB results file"
 
 
 def sweep_cmd(
-    config: Path = typer.Argument(..., help="sweep file (YAML), e.g. examples/quick.yaml"),
-    store: Path = typer.Option(DEFAULT_STORE, "--store", help=STORE_HELP),
+    config: Path = typer.Argument(..., help="sweep file (YAML), e.g. examples/quick.yaml", exists=True, dir_okay=False),
+    store: Path = typer.Option(DEFAULT_STORE, "--store", help=STORE_HELP, dir_okay=False),
     resume: bool = typer.Option(False, "--resume", help="continue the newest unfinished run of this sweep"),
-    backend: str = typer.Option("local", "--backend", help="local (in-process) or dask"),
+    backend: Literal["local", "dask"] = typer.Option("local", "--backend", help="local (in-process) or dask"),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="join a Dask cluster, e.g. tcp://host:8786"),
-    workers: Optional[int] = typer.Option(None, "--workers", help="start a Dask LocalCluster with N workers"),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda"),
-    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads per chunk (default 1)"),
+    workers: Optional[int] = typer.Option(None, "--workers", help="start a Dask LocalCluster with N workers", min=1, max=4096),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N", callback=opts.device),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads per chunk (default 1)", min=1, max=1024),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
 ) -> None:
     """Run a sweep: every member trained, every chunk stored as it finishes."""
@@ -44,7 +46,7 @@ runs_app = typer.Typer(no_args_is_help=True, help="Inspect and export stored swe
 
 
 @runs_app.command("list")
-def runs_list(store: Path = typer.Option(DEFAULT_STORE, "--store", help=STORE_HELP)) -> None:
+def runs_list(store: Path = typer.Option(DEFAULT_STORE, "--store", help=STORE_HELP, dir_okay=False)) -> None:
     """One line per run: id, status, members, chunks done, device, backend, start."""
     from rich.console import Console
     from rich.table import Table
@@ -66,20 +68,19 @@ def runs_list(store: Path = typer.Option(DEFAULT_STORE, "--store", help=STORE_HE
 
 @runs_app.command("show")
 def runs_show(run: str = typer.Argument(..., help="run id, a unique prefix of one, or 'latest'"),
-              store: Path = typer.Option(DEFAULT_STORE, "--store", help=STORE_HELP),
+              store: Path = typer.Option(DEFAULT_STORE, "--store", help=STORE_HELP, dir_okay=False),
               spec: bool = typer.Option(False, "--spec", help="print the run's sweep file (YAML) instead, e.g. to resume it")) -> None:
     """A run's metadata, member status and recorded observables."""
     from .store import Store
 
     db = Store(store)
-    info = db.run(db.resolve(run))
-    if spec:
-        import json
-
+    run_id = db.resolve(run)
+    if spec:  # from the runs table alone: works on a store whose records are damaged
         import yaml
 
-        typer.echo(yaml.safe_dump(json.loads(info["config"])["spec"], sort_keys=False).rstrip())
+        typer.echo(yaml.safe_dump(db.spec_of(run_id), sort_keys=False, allow_unicode=True).rstrip())
         return
+    info = db.run(run_id)
     for key in ("run_id", "name", "status", "code_version", "device", "backend", "threads", "host", "started_at", "ended_at"):
         typer.echo(f"{key:>13}: {info[key]}")
     typer.echo(f"{'members':>13}: {info['n_members']} ({', '.join(f'{n} {s}' for s, n in info['member_status'].items())})")
@@ -92,9 +93,9 @@ def runs_show(run: str = typer.Argument(..., help="run id, a unique prefix of on
 
 @runs_app.command("export")
 def runs_export(run: str = typer.Argument(..., help="run id, a unique prefix of one, or 'latest'"),
-                fmt: str = typer.Option("parquet", "--format", help="parquet or csv"),
-                out: Optional[Path] = typer.Option(None, "--out", help="output file (default: next to the store)"),
-                store: Path = typer.Option(DEFAULT_STORE, "--store", help=STORE_HELP)) -> None:
+                fmt: Literal["parquet", "csv"] = typer.Option("parquet", "--format", help="parquet or csv"),
+                out: Optional[Path] = typer.Option(None, "--out", help="output file (default: next to the store)", dir_okay=False),
+                store: Path = typer.Option(DEFAULT_STORE, "--store", help=STORE_HELP, dir_okay=False)) -> None:
     """Write a run's records, joined with each member's configuration, as Parquet or CSV."""
     from ..errors import require
     from .store import Store
@@ -107,7 +108,7 @@ def runs_export(run: str = typer.Argument(..., help="run id, a unique prefix of 
 
 
 @runs_app.command("check")
-def runs_check(store: Path = typer.Argument(..., help="the DuckDB results file to verify (opened read-only)")) -> None:
+def runs_check(store: Path = typer.Argument(..., help="the DuckDB results file to verify (opened read-only)", dir_okay=False)) -> None:
     """Verify a store: every page readable, every member's digest and records complete; what is recoverable."""
     from .check import check_store
     from .store import StoreDamaged

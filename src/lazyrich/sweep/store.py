@@ -78,7 +78,8 @@ class StoreDamaged(LazyrichError):
 def damaged(path: Path, exc: BaseException | str) -> StoreDamaged:
     """`StoreDamaged` with DuckDB's first line (its file name dropped: the message names it once)."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    text = re.sub(r'\s*(from |)file "[^"]*"', "", text).replace(str(path), "the file")
+    text = re.sub(r'\s*"[^"]*(/|\.duckdb|\.wal)[^"]*"', "", text)  # 'the file "/x/y" exists' → 'the file exists'
+    text = re.sub(r"computed checksum \d+ does not match (the filed|stored) checksum \d+", "checksum mismatch", text)
     return StoreDamaged(path, text if len(text) <= 160 else text[:159] + "…")
 
 
@@ -170,9 +171,11 @@ class Store:
     # ------------------------------------------------------------ runs
     def find_runs(self, name: str, device: str) -> list[dict[str, Any]]:
         """Runs of sweep `name` on `device`, newest first, with their stored config and chunks done."""
-        if not self.path.exists() or not self.verify():
+        if not self.path.exists():
             return []
         with self.connect() as con:
+            if "runs" not in _tables(con):  # an empty DuckDB file: a store being created
+                return []
             cur = con.execute("SELECT r.*, coalesce(c.done, 0) AS chunks_done FROM runs r LEFT JOIN (SELECT run_id, "
                               "count(*) AS done FROM chunks GROUP BY run_id) c USING (run_id) WHERE r.name = ? AND "
                               "r.device = ? ORDER BY r.started_at DESC", [name, device])
@@ -277,6 +280,13 @@ class Store:
         require(len(ids) > 0, f"no run {run!r} in {self.path}: see `lazyrich runs list`")
         require(len(ids) == 1, f"{run!r} matches {len(ids)} runs ({', '.join(ids[:3])}, ...): give more of the id")
         return ids[0]
+
+    def spec_of(self, run_id: str) -> dict[str, Any]:
+        """The sweep a run was started with (its validated spec, as stored); reads the runs table only."""
+        with self.connect() as con:
+            row = con.execute("SELECT config FROM runs WHERE run_id = ?", [run_id]).fetchone()
+        require(row is not None, f"no run {run_id!r} in {self.path}: see `lazyrich runs list`")
+        return json.loads(row[0])["spec"]
 
     def runs(self) -> pd.DataFrame:
         with self.connect() as con:
