@@ -7,7 +7,7 @@ neurons, n = 1000 sphere points, loss mean (f − y)² without ½, full-batch GD
 17 δ × 16 seeds, 10⁵ steps, test set 10 000 points. The sizes here shrink the grid, seeds and steps:
 
   python examples/kunin_test_loss.py --size cpu --out kt_cpu       # ≈ 14 core-minutes (2-core CPU, 1 thread each)
-  python examples/kunin_test_loss.py --size gpu --device cuda --out "$OUT/kunin_test_loss"   # full size, bench/gpu_checks.sh
+  python examples/kunin_test_loss.py --size gpu --device cuda --out "$OUT/kunin_test_loss"   # bench/gpu_session.sh
   python examples/kunin_test_loss.py --size tiny --out /tmp/kt      # seconds: checks the script end to end
 
 Per d it writes records_d{d}.parquet (test and train loss per seed, cell, checkpoint), appends one line per
@@ -35,9 +35,9 @@ from lazyrich.tasks import teacher_student
 DELTAS9 = np.linspace(-1, 1, 9).round(6).tolist()
 CHECKPOINTS = [10, 100, 300, 1000, 2000, 3000, 5000, 10_000]
 SIZES = {
-    # CPU (2 cores shared with other jobs): small τ (τ ≥ 0.5 only at d = 20), 9 δ, 4-5 seeds, 5·10³-10⁴ steps
-    "cpu": [dict(d=20, n=1000, taus=[0.1, 0.2, 0.5, 2.0], deltas=DELTAS9, seeds=5, steps=10_000, checkpoints=CHECKPOINTS),
-            dict(d=50, n=1000, taus=[0.1, 0.2], deltas=DELTAS9, seeds=4, steps=10_000, checkpoints=CHECKPOINTS),
+    # CPU (2 cores shared with other jobs): the two smallest τ (τ ≥ 0.5 never won: seed 100 at d = 20), 9 δ, 3-4 seeds
+    "cpu": [dict(d=20, n=1000, taus=[0.1, 0.2], deltas=DELTAS9, seeds=4, steps=10_000, checkpoints=CHECKPOINTS),
+            dict(d=50, n=1000, taus=[0.1, 0.2], deltas=DELTAS9, seeds=3, steps=10_000, checkpoints=CHECKPOINTS),
             dict(d=100, n=1000, taus=[0.1, 0.2], deltas=DELTAS9, seeds=4, steps=5000, checkpoints=CHECKPOINTS[:-1])],
     # GPU (9-minute budget): the paper's 17 δ, small-to-medium τ, 16 seeds, to 10⁴ steps (d = 100 also 3·10⁴)
     "gpu": [dict(d=d, n=1000, taus=np.logspace(-1, 0.3, 17).round(6).tolist()[:9], deltas=np.linspace(-1, 1, 17).round(6).tolist(),
@@ -80,23 +80,37 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--resume", action="store_true", help="keep the seeds already in OUT/records_d*.parquet")
+    ap.add_argument("--budget", type=float, default=float("inf"),
+                    help="seconds: start no new seed after this (the summary covers the seeds done)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     a.out.mkdir(parents=True, exist_ok=True)
     sizes = [{**COMMON, **size} for size in SIZES[a.size] if not a.d or size["d"] in a.d]
     parts: dict[int, list[pd.DataFrame]] = {cfg["d"]: [] for cfg in sizes}
+    done: dict[int, set[int]] = {cfg["d"]: set() for cfg in sizes}
+    for cfg in sizes:
+        old = a.out / f"records_d{cfg['d']}.parquet"
+        if a.resume and old.exists():  # the seeds whose every cell of this grid was recorded
+            r = pd.read_parquet(old)
+            r = r[r.tau.isin(cfg["taus"]) & r.delta.isin(cfg["deltas"])]
+            full = r.groupby("seed").apply(lambda g: len(g.groupby(["tau", "delta"])) == len(cfg["taus"]) * len(cfg["deltas"]))
+            done[cfg["d"]] = {int(sd) for sd, ok in full.items() if ok}
+            parts[cfg["d"]].append(r[r.seed.isin(done[cfg["d"]])])
     secs = {cfg["d"]: 0.0 for cfg in sizes}
     # seeds in the outer loop and records saved after each one, so an interrupted run keeps every finished seed
+    start = time.perf_counter()
     for i in range(max(cfg["seeds"] for cfg in sizes)):
         for cfg in sizes:
-            if i < cfg["seeds"]:
+            if i < cfg["seeds"] and 100 + i not in done[cfg["d"]] and time.perf_counter() - start < a.budget:
                 t0 = time.perf_counter()
                 parts[cfg["d"]].append(train_cells(cfg, 100 + i, a.device))
                 secs[cfg["d"]] += time.perf_counter() - t0
                 pd.concat(parts[cfg["d"]], ignore_index=True).to_parquet(a.out / f"records_d{cfg['d']}.parquet", index=False)
                 print(f"d = {cfg['d']}: seed {100 + i} done ({secs[cfg['d']]:.0f} s)", flush=True)
     for cfg in sizes:
-        report(pd.concat(parts[cfg["d"]], ignore_index=True), cfg, secs[cfg["d"]], a.out, a.device)
+        if parts[cfg["d"]]:
+            report(pd.concat(parts[cfg["d"]], ignore_index=True), cfg, secs[cfg["d"]], a.out, a.device)
 
 
 def report(r: pd.DataFrame, cfg: dict, secs: float, out: Path, device: str) -> None:

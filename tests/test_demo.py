@@ -35,7 +35,9 @@ KERNEL_UP = {c: (0.5 if c == (0.1, 1.0) else 0.05) for c in CELLS}
 
 def test_disagreement_names_the_cell_its_interval_and_where_upstream_led():
     r = records({10: loss((0.1, 1.0), 1e-3), 100: loss((0.1, 1.0), 1e-3), 1000: loss((0.1, -1.0), 1e-4)}, KERNEL_UP)
-    best, agree, kernel = summary_lines(r)
+    train = r[(r.observable == "test_loss") & (r.step == 1000)].assign(observable="loss")
+    train = train.assign(value=np.where(train.delta > 0, 1e-6, 1e-5))  # upstream fits further, tests worse
+    best, agree, kernel = summary_lines(pd.concat([r, train]))
     assert "step 1000 (5 seeds): τ=0.1, δ=-1" in best
     # gap = log10(1e-2 / 1e-4) = +2 up to the 5 % noise; every resample keeps the δ ≤ 0 cell best
     gap = float(best.split("log10 ratio ")[1].split(",")[0])
@@ -44,6 +46,7 @@ def test_disagreement_names_the_cell_its_interval_and_where_upstream_led():
     assert "upstream best in 0% of seed resamples" in best
     assert agree.startswith("does not agree with Kunin et al.")
     assert "upstream best (interval below 0) at steps 10–100" in agree and "δ ≤ 0 best (interval above 0) at steps 1000" in agree
+    assert "Upstream fits the training set further (train loss 1e-06 vs 1e-05) yet tests worse" in agree
     assert kernel.startswith("largest kernel distance S(0,1000) at τ=0.1, δ=+1") and "agrees with Kunin" in kernel
 
 

@@ -3,6 +3,7 @@ exact distribution on two seeds, clear cases, and bad input. The quick run itsel
 test_reproductions.py (shared quick check)."""
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -18,16 +19,20 @@ def table(values: dict[int, dict[tuple[float, float], float]]) -> pd.DataFrame:
                          for (t, d), v in cells.items()])
 
 
-def test_two_seeds_match_the_exact_bootstrap_distribution():
-    # seed 0: upstream 1 vs other 3; seed 1: upstream 3 vs other 2. Resamples of 2 seeds: {0,0} (1/4) gives
-    # gap log10(1/3), {1,1} (1/4) log10(3/2), mixed (1/2) log10(2/2.5); upstream best in 3/4 of them.
-    b = best_cell(table({0: {(0.1, 1.0): 1.0, (0.1, -1.0): 3.0}, 1: {(0.1, 1.0): 3.0, (0.1, -1.0): 2.0}}))
+def test_three_seeds_match_the_exact_bootstrap_distribution():
+    # one upstream and one δ ≤ 0 cell; seed ratios up/other 1/3, 3/2, 1. A resample's ratio of sums lies between
+    # its seeds' ratios, so the extremes are the single-seed resamples (probability 1/27 > 2.5 % each): the 95 %
+    # interval is [log10(1/3), log10(3/2)] exactly; P(up) is counted over all 27 resamples.
+    seeds = {0: (1.0, 3.0), 1: (3.0, 2.0), 2: (2.0, 2.0)}
+    b = best_cell(table({s: {(0.1, 1.0): u, (0.1, -1.0): o} for s, (u, o) in seeds.items()}))
     assert (b.tau, b.delta, b.mean) == (0.1, 1.0, 2.0)
-    assert b.up == (0.1, 1.0, 2.0) and b.other == (0.1, -1.0, 2.5)
-    assert b.gap == pytest.approx(math.log10(2 / 2.5), abs=1e-15)
+    assert b.up == (0.1, 1.0, 2.0) and b.other == pytest.approx((0.1, -1.0, 7 / 3), abs=1e-15)
+    assert b.gap == pytest.approx(math.log10(2 / (7 / 3)), abs=1e-15)
     assert b.gap_lo == pytest.approx(math.log10(1 / 3), abs=1e-15)
     assert b.gap_hi == pytest.approx(math.log10(3 / 2), abs=1e-15)
-    assert abs(b.p_up - 0.75) < 0.03  # 2000 resamples: binomial sd 0.0097
+    resamples = list(itertools.product(range(3), repeat=3))
+    exact = sum(sum(seeds[i][0] for i in r) < sum(seeds[i][1] for i in r) for r in resamples) / len(resamples)
+    assert abs(b.p_up - exact) < 0.035  # 2000 resamples: binomial sd ≤ 0.011
     assert b.verdict == "undecided"
 
 
@@ -46,9 +51,10 @@ def test_clear_orderings_get_their_verdicts():
     assert h.verdict == "upstream" and (h.tau, h.delta) == (1.0, 1.0) and h.gap_lo > 0.8
 
 
-def test_one_seed_has_no_interval():
-    b = best_cell(table({0: {(0.1, 1.0): 1.0, (0.1, -1.0): 3.0}}))
-    assert b.verdict == "undecided" and b.gap_lo == -math.inf and b.p_up == 1.0
+def test_fewer_than_three_seeds_have_no_interval():
+    for n in (1, 2):
+        b = best_cell(table({s: {(0.1, 1.0): 1.0 + s, (0.1, -1.0): 3.0} for s in range(n)}))
+        assert b.verdict == "undecided" and b.gap_lo == -math.inf and b.gap_hi == math.inf and b.p_up == 1.0
 
 
 def test_bad_tables_are_refused():
