@@ -120,20 +120,28 @@ class _Refuse:
         raise LazyrichError("batch_size 1000 exceeds the 20 training samples")
 
 
-@pytest.mark.parametrize("runner", ["spec", "refusal"])
-def test_nothing_is_written_unless_the_first_chunk_runs(tmp_path, tiny, runner):
+CLASS6 = {  # refusals that older versions made only inside the first chunk (validation may catch them now)
+    "batch_size": ({"optimizer": {"kind": "sgd", "lr": 0.05, "batch_size": 1000}}, r"batch_size:? 1000 exceeds"),
+    "observer option": ({"observables": ["loss", {"kernel_distance": {"weights": "bogus"}}]}, "bogus"),
+    "refusal in the chunk": ({"seed": 5}, "batch_size 1000 exceeds"),
+}
+
+
+@pytest.mark.parametrize("case", list(CLASS6))
+def test_nothing_is_written_unless_the_first_chunk_runs(tmp_path, tiny, case):
     """Class 6: a sweep refused anywhere before its first chunk is stored leaves no store file, and in
     an existing store no run row and not a byte changed."""
     from lazyrich.sweep.executor import execute_chunk
 
-    spec = tiny(optimizer={"kind": "sgd", "lr": 0.05, "batch_size": 1000}) if runner == "spec" else tiny(seed=5)
-    run = _Refuse() if runner == "refusal" else execute_chunk
-    with pytest.raises(LazyrichError, match="batch_size 1000 exceeds"):
+    changes, message = CLASS6[case]
+    spec = tiny(**changes)
+    run = _Refuse() if case == "refusal in the chunk" else execute_chunk
+    with pytest.raises(LazyrichError, match=message):
         run_sweep(spec, tmp_path / "new" / "s.duckdb", progress=False, runner=run)
     assert not (tmp_path / "new").exists()
     out = run_sweep(from_dict(tiny()), tmp_path / "s.duckdb", progress=False)
     before = out.store.read_bytes()
     for resume in (False, True):
-        with pytest.raises(LazyrichError, match="batch_size 1000 exceeds"):
+        with pytest.raises(LazyrichError, match=message):
             run_sweep(spec, out.store, progress=False, runner=run, resume=resume)
         assert out.store.read_bytes() == before and len(Store(out.store).runs()) == 1
