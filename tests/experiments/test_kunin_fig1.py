@@ -4,7 +4,12 @@ test_reproductions.py (shared quick check)."""
 from __future__ import annotations
 
 import itertools
+import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -62,3 +67,17 @@ def test_bad_tables_are_refused():
         best_cell(table({0: {(0.1, 1.0): 1.0, (0.1, -1.0): 3.0}, 1: {(0.1, 1.0): 1.0}}))
     with pytest.raises(LazyrichError, match="delta > 0 and with delta <= 0"):
         best_cell(table({0: {(0.1, 1.0): 1.0, (0.2, 0.5): 3.0}}))
+
+
+def test_gpu_session_runs_its_tiny_size(tmp_path):
+    """bench/gpu_session.sh: the Kunin test-loss section end to end at --size tiny (CPU, seconds); bad sizes exit 2."""
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable}
+    p = subprocess.run(["bash", "bench/gpu_session.sh", "--size", "tiny"], cwd=root, env=env, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert (tmp_path / "sessions.txt").read_text().startswith("kunin_test_loss: rc=0 ")
+    rows = [json.loads(x) for x in (tmp_path / "kunin_test_loss" / "summary.jsonl").read_text().splitlines()]
+    assert sorted((r["d"], r["step"]) for r in rows) == [(5, 10), (5, 30), (8, 10), (8, 30)]
+    assert all(r["seeds"] == 3 and r["verdict"] in ("upstream", "not upstream", "undecided") for r in rows)
+    bad = subprocess.run(["bash", "bench/gpu_session.sh", "--size", "huge"], cwd=root, env=env, capture_output=True, text=True)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "gpu, cpu or tiny" in bad.stderr
