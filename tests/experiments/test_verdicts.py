@@ -3,18 +3,21 @@ of bootstrap resamples, coverage of a known mean over simulated draws), the thre
 controls with undecided sub-claims, and the --sensitivity map on a toy reproduction."""
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
+import re
+import sys
 
 import numpy as np
 import pytest
 from scipy import stats
 
 from lazyrich.experiments import REGISTRY, reproduce, reproduction
-from lazyrich.experiments.base import Claim, control, k_of_n, ordering, over_seeds, with_knob
+from lazyrich.experiments.base import Claim, control, k_of_n, ordering, over_resamples, over_seeds, with_knob
 from lazyrich.experiments.intervals import (MIN_SAMPLES, bootstrap_interval, clopper_pearson, ordering_support,
-                                            seeds_needed)
+                                            resample_interval, seeds_needed)
 
 
 @pytest.mark.parametrize("k,n", [(0, 5), (3, 5), (5, 5), (8, 8), (2, 2), (7, 20), (1, 1)])
@@ -47,6 +50,20 @@ def test_ordering_support_matches_exact_enumeration():
     exact = np.mean([x[list(idx)].mean() > 0 for idx in itertools.product(range(3), repeat=3)])
     assert abs(ordering_support(3, lambda idx: x[idx].mean() > 0) - exact) < 0.04
     assert math.isnan(ordering_support(2, lambda idx: True))
+
+
+def test_resampled_statistic_interval():
+    """Percentile interval of a statistic of the seed set: the mean's matches numpy's own percentile bootstrap
+    within resampling noise; a constant statistic gives the point; fewer than 3 seeds give none."""
+    x = np.array([0.3, 1.2, 0.8, 2.0, 1.1, 0.6])
+    lo, hi = resample_interval(len(x), lambda idx: x[idx].mean())
+    rng = np.random.default_rng(1)
+    ref = np.quantile(x[rng.integers(0, 6, (20000, 6))].mean(1), [0.025, 0.975])
+    assert abs(lo - ref[0]) < 0.05 and abs(hi - ref[1]) < 0.05
+    assert resample_interval(4, lambda idx: 2.0) == (2.0, 2.0)
+    assert all(math.isnan(v) for v in resample_interval(2, lambda idx: 1.0))
+    c = over_resamples("c", "s", "src", "derived", len(x), lambda idx: x[idx].mean(), 0.0, 0.0, "at_least")
+    assert c.verdict == "pass" and c.measured == pytest.approx(x.mean()) and c.n == 6
 
 
 def test_seeds_needed_is_the_smallest_n_that_clears():
@@ -139,3 +156,23 @@ def test_sensitivity_map(toy_sensitive, tmp_path):
     assert v["noise = 3.0"]["step 10"] == "inconclusive" and v["seeds = 2 seeds"]["reported"] == "inconclusive"
     assert (tmp_path / "sensitivity.png").stat().st_size > 0
     assert "Sensitivity (--sensitivity)" in (tmp_path / "report.html").read_text()
+
+
+def test_cli_reports_inconclusive_without_failing(toy_sensitive, tmp_path, monkeypatch, capsys):
+    """Inconclusive claims exit 0 and are listed; the summary line counts them; --sensitivity is accepted."""
+    from lazyrich import cli
+
+    monkeypatch.setattr(sys, "argv", ["lazyrich", "reproduce", toy_sensitive, "--quick", "--sensitivity", "--out", str(tmp_path)])
+    cli.main()  # returns normally: exit code 0
+    out = capsys.readouterr()
+    assert "2/2 claims passed, 0 failed, 0 inconclusive" in out.out and "95% CI [" in out.out
+    assert (tmp_path / "sensitivity.png").exists()
+    REGISTRY[toy_sensitive] = dataclasses.replace(REGISTRY[toy_sensitive], sizes={
+        "quick": {"noise": 0.1, "seeds": [0, 1]}, "full": {"noise": 0.1, "seeds": [0]}})
+    monkeypatch.setattr(sys, "argv", ["lazyrich", "reproduce", toy_sensitive, "--quick", "--out", str(tmp_path / "two")])
+    cli.main()
+    out = capsys.readouterr()
+    assert re.search(r"INCONCLUSIVE +positive", out.out) and "inconclusive (interval straddles" in out.err
+    doc = json.loads((tmp_path / "two" / "claims.json").read_text())
+    assert doc["verdicts"] == {"pass": 0, "fail": 0, "inconclusive": 2}  # the control of an undecided claim is undecided
+    assert "INCONCLUSIVE" in (tmp_path / "two" / "report.html").read_text()

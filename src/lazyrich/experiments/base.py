@@ -5,7 +5,7 @@ configuration, device, output folder) and adds claims and figures to it. A `Clai
 measured number with one number from a paper or from theory; its `verdict` (pass | fail | inconclusive)
 is computed from the numbers, never stored by hand:
 - exact claims (a theory error, a conservation residual): the tolerance test, pass or fail;
-- statistics over seeds (`over_seeds`, `k_of_n`): pass when the whole confidence interval satisfies the
+- statistics over seeds (`over_seeds`, `over_resamples`, `k_of_n`): pass when the whole confidence interval satisfies the
   test, fail when the whole interval violates it, inconclusive when it straddles (never a pass on the
   point estimate alone);
 - orderings over seeds (`ordering`): pass when the ordering holds in ≥ `confidence` of bootstrap
@@ -135,7 +135,8 @@ class Claim:
             lo, hi = self.interval  # type: ignore[misc]
             if not (math.isfinite(lo) and math.isfinite(hi)):
                 return f"no interval (n = {n} < {intervals.MIN_SAMPLES})"
-            how = "bootstrap BCa" if self.method == "bootstrap" else "Clopper–Pearson"
+            how = {"bootstrap": "bootstrap BCa", "clopper-pearson": "Clopper–Pearson"}[self.method]
+            how = "bootstrap percentile" if self.statistic == "resampled" else how
             return f"{self.confidence:.0%} CI [{lo:.4g}, {hi:.4g}] ({how}, n = {n})"
         if self.method == "ordering":
             s = self.support
@@ -183,6 +184,17 @@ def over_seeds(id: str, statement: str, source: str, provenance: Provenance, sam
     need = intervals.seeds_needed(x, _threshold(expected, tolerance, comparison, relative, m), confidence)
     return Claim(id, statement, source, provenance, m, expected, tolerance, comparison, relative, method="bootstrap",
                  samples=tuple(x), interval=ci, confidence=confidence, statistic=statistic, seeds_needed=need)
+
+
+def over_resamples(id: str, statement: str, source: str, provenance: Provenance, n_seeds: int,
+                   statistic: Callable[[np.ndarray], float], expected: float, tolerance: float = 0.0,
+                   comparison: Comparison = "within", relative: bool = False, confidence: float = 0.95) -> Claim:
+    """A claim on any statistic of the seed set (e.g. a slope fitted to seed-averaged values): measured =
+    `statistic(all seeds)`, interval = percentile bootstrap of `statistic(idx)` over resamples of the seeds."""
+    m = float(statistic(np.arange(n_seeds)))
+    return Claim(id, statement, source, provenance, m, expected, tolerance, comparison, relative, method="bootstrap",
+                 interval=intervals.resample_interval(n_seeds, statistic, confidence), confidence=confidence,
+                 statistic="resampled", n=n_seeds)
 
 
 def k_of_n(id: str, statement: str, source: str, provenance: Provenance, outcomes: Sequence[bool], rate: float,
@@ -263,6 +275,14 @@ class Context:
         self.add(c)
         return c
 
+    def over_resamples(self, id: str, statement: str, source: str, provenance: Provenance, n_seeds: int,
+                       statistic: Callable[[np.ndarray], float], expected: float, tolerance: float = 0.0,
+                       comparison: Comparison = "within", relative: bool = False, confidence: float = 0.95) -> Claim:
+        c = over_resamples(id, statement, source, provenance, n_seeds, statistic, expected, tolerance, comparison, relative,
+                           confidence)
+        self.add(c)
+        return c
+
     def k_of_n(self, id: str, statement: str, source: str, provenance: Provenance, outcomes: Sequence[bool],
                rate: float, comparison: Comparison = "at_least", confidence: float = 0.95) -> Claim:
         c = k_of_n(id, statement, source, provenance, outcomes, rate, comparison, confidence)
@@ -289,7 +309,7 @@ class Context:
         nothing in ordinary runs."""
         if self.sensitivity:
             for step in steps:
-                self.checkpoint_claims[int(step)] = list(evaluate(int(step)))
+                self.checkpoint_claims.setdefault(int(step), []).extend(evaluate(int(step)))
 
     def add(self, claim: Claim) -> None:
         require(all(c.id != claim.id for c in self.claims), f"duplicate claim id {claim.id!r} in {self.name}")

@@ -8,6 +8,8 @@ Everything is deterministic (fixed resampling seed) so that claims.json is repro
   a claim is inconclusive, because bootstrap intervals of 1–2 values are the range of the values.
 - Clopper–Pearson: the exact two-sided binomial interval (`scipy.stats.binomtest(...).proportion_ci("exact")`).
 - ordering support: the share of bootstrap resamples of the seeds in which the ordering holds.
+- any other statistic of the seed set (a slope fitted to seed-averaged values): percentile bootstrap over
+  resamples of the seeds (`resample_interval`).
 """
 from __future__ import annotations
 
@@ -63,6 +65,21 @@ def ordering_support(n: int, holds: Callable[[np.ndarray], bool], n_resamples: i
         return math.nan
     rng = np.random.default_rng(RESAMPLE_SEED)
     return float(np.mean([bool(holds(rng.integers(0, n, n))) for _ in range(n_resamples)]))
+
+
+def resample_interval(n: int, statistic: Callable[[np.ndarray], float], confidence: float = 0.95,
+                      n_resamples: int = 2000) -> tuple[float, float]:
+    """Percentile bootstrap interval of any statistic of the seed set (e.g. a slope fitted to seed-averaged
+    values): `statistic(idx)` on resamples `idx` of range(n) drawn with replacement. (NaN, NaN) with fewer
+    than MIN_SAMPLES seeds or when any resample gives a non-finite value."""
+    if n < MIN_SAMPLES:
+        return (math.nan, math.nan)
+    rng = np.random.default_rng(RESAMPLE_SEED)
+    v = np.array([float(statistic(rng.integers(0, n, n))) for _ in range(n_resamples)])
+    if not np.all(np.isfinite(v)):
+        return (math.nan, math.nan)
+    a = (1 - confidence) / 2
+    return (float(np.quantile(v, a)), float(np.quantile(v, 1 - a)))
 
 
 def seeds_needed(samples: Sequence[float], threshold: float, confidence: float = 0.95) -> int | None:

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 from .base import Claim, Context, Experiment, _lookup, with_knob
 
-COLOURS = {"pass": "#4caf50", "inconclusive": "#f2c14e", "fail": "#d9453b"}
+COLOURS = {"pass": "#4caf50", "inconclusive": "#f2c14e", "fail": "#d9453b", "error": "#9e9e9e"}
 
 
 @dataclass
@@ -28,6 +28,7 @@ class SensitivityMap:
     columns: list[str] = field(default_factory=list)
     verdicts: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
     values: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
 
     def add(self, row: str, column: str, claims: Sequence[Claim], decisive: Sequence[str]) -> None:
         if row not in self.rows:
@@ -42,7 +43,8 @@ class SensitivityMap:
                     "" if v is None or not math.isfinite(v) else f"{v:.3g}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rows": self.rows, "columns": self.columns, "verdicts": self.verdicts, "values": self.values}
+        return {"rows": self.rows, "columns": self.columns, "verdicts": self.verdicts, "values": self.values,
+                "errors": self.errors}
 
 
 def _columns_sorted(cols: list[str]) -> list[str]:
@@ -70,7 +72,16 @@ def sensitivity_map(exp: Experiment, ctx: Context, out: Path) -> SensitivityMap:
             sub = out / "sensitivity" / label.replace(" ", "").replace("/", "_")
             sub.mkdir(parents=True, exist_ok=True)
             vctx = Context(exp.name, "quick", with_knob(quick, key, val), sub, ctx.device, sensitivity=True)
-            exp.run(vctx)
+            try:
+                exp.run(vctx)
+            except Exception as err:  # noqa: BLE001 - a size where the pipeline breaks is a finding, shown grey
+                ctx.note(f"--sensitivity: the run at {label} stopped: {type(err).__name__}: {err}")
+                m.errors[label] = f"{type(err).__name__}: {err}"
+                for cid in decisive:
+                    m.verdicts.setdefault(cid, {}).setdefault(label, {})["reported"] = "error"
+                    m.values.setdefault(cid, {}).setdefault(label, {})["reported"] = "error"
+                m.rows.append(label)
+                continue
             _record(m, label, vctx, decisive)
     m.columns = _columns_sorted(m.columns)
     (out / "sensitivity.json").write_text(json.dumps({"experiment": exp.name, "knobs": exp.knobs, **m.to_dict()},
@@ -84,6 +95,8 @@ def draw(m: SensitivityMap, ctx: Context) -> None:
     from matplotlib.colors import to_rgb
     import numpy as np
 
+    if "reported" not in m.columns:
+        m.columns.append("reported")
     ids = list(m.verdicts)
     if not ids:
         return
@@ -108,5 +121,6 @@ def draw(m: SensitivityMap, ctx: Context) -> None:
     fig.tight_layout()
     ctx.figure(fig, "sensitivity", "Sensitivity (--sensitivity): decisive claims re-evaluated at every recorded checkpoint "
                "(columns; 'reported' = as the run reports it) and at quick size with each declared knob changed (rows). "
-               "Green holds, yellow inconclusive, red fails, blank not evaluated; numbers are the measured value "
+               "Green holds, yellow inconclusive, red fails, grey: the run stopped with an error (see notes), blank not "
+               "evaluated; numbers are the measured value "
                "(orderings: share of bootstrap resamples where the ordering holds).")
