@@ -166,3 +166,49 @@ def test_write_and_commit_errors_take_the_same_path(tmp_path, tiny, monkeypatch)
         run_sweep(from_dict(tiny()), store, progress=False)
     assert str(err.value) == (f"{store} is damaged (IO Error: Could not fsync file: No space left on device): "
                               "restore it or start a new store")
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def reads(stored):
+    """What the good store reads as: (name, read function, value)."""
+    _, good = stored
+    ref = Store(good)
+    ids = list(ref.runs().run_id)
+    fns = [("verify", lambda s: s.verify()), ("runs", lambda s: s.runs().drop(columns=["started_at", "ended_at"])),
+           *[(f"members {r}", lambda s, r=r: s.members(r)) for r in ids],
+           *[(f"records {r}", lambda s, r=r: s.records(r)) for r in ids]]
+    return [(name, fn, fn(ref)) for name, fn in fns]
+
+
+@settings(max_examples=5000 if os.environ.get("HYPOTHESIS_PROFILE") == "long" else 12)
+@given(kind=st.sampled_from(["truncate", "zero", "garbage", "flip a bit"]), where=st.floats(0, 1),
+       length=st.integers(1, 2 * PAGE))
+def test_random_damage_never_gives_a_wrong_number(stored, reads, tmp_path_factory, kind, where, length):
+    """Whatever the damage, reading a store either gives exactly the numbers stored or refuses with
+    `StoreDamaged`, and reading never changes the file. (HYPOTHESIS_PROFILE=long: 5000 damages.)"""
+    from lazyrich.sweep.store import StoreDamaged
+
+    _, good = stored
+    data = good.read_bytes()
+    at = int(where * (len(data) - 1))
+    if kind == "truncate":
+        bad = data[:at]
+    elif kind == "flip a bit":
+        bad = data[:at] + bytes([data[at] ^ (1 << (length % 8))]) + data[at + 1:]
+    else:
+        fill = bytes(length) if kind == "zero" else (bytes(range(256)) * (length // 256 + 1))[:length]
+        bad = data[:at] + fill + data[at + length:]
+    store = tmp_path_factory.mktemp("random") / "s.duckdb"
+    store.write_bytes(bad)
+    db = Store(store)
+    for name, read, want in reads:
+        try:
+            got = read(db)
+        except StoreDamaged:
+            continue
+        assert got == want if isinstance(want, dict) else got.equals(want), name
+    assert store.read_bytes() == bad
