@@ -85,6 +85,12 @@ def _check_run(con: duckdb.DuckDBPyConnection, run: dict[str, Any], readable: se
         rows, _ = _scan(con, "SELECT chunk, member, digest FROM members WHERE run_id = ? ORDER BY member", [run_id])
         for c, m, d in rows or []:
             members.setdefault(int(c), []).append((int(m), d))
+    planned_by_id = {} if digests is None else digests.to_dict()
+    by_rows = {} if from_rows is None else from_rows.to_dict()
+    counts_sql = ('SELECT member, count(*), count(DISTINCT step), sum(hash(step, time, observable, layer, "index", '
+                  'value)) FROM records WHERE run_id = ? {} GROUP BY member')
+    whole, _ = _scan(con, counts_sql.format(""), [run_id])  # one query; per chunk only if it fails
+    whole = None if whole is None else {int(m): (int(r), int(s)) for m, r, s, _ in whole}
     intact, bad = 0, 0
     for chunk, (n, digest) in sorted(stored_chunks.items()):
         problems = []
@@ -92,20 +98,19 @@ def _check_run(con: duckdb.DuckDBPyConnection, run: dict[str, Any], readable: se
         if "members" in readable and len(mine) != n:
             problems.append(f"{len(mine)} of its {n} members stored")
         if digests is not None and mine:
-            wrong = [m for m, d in mine if m not in digests.index or digests[m] != d or from_rows[m] != d]
+            wrong = [m for m, d in mine if planned_by_id.get(m) != d or by_rows.get(m) != d]
             if wrong:
                 problems.append(f"member {wrong[0]}'s digest is not its planned configuration's")
             elif digest != set_digest(d for _, d in mine) or digest not in planned_chunks.values():
                 problems.append("its digest does not match its members")
         if mine:  # one query per chunk: a damaged table may still give up the chunks on intact pages
-            lo, hi = mine[0][0], mine[-1][0]
-            rows, err = _scan(con, 'SELECT member, count(*), count(DISTINCT step), sum(hash(step, time, observable, layer, '
-                              '"index", value)) FROM records WHERE run_id = ? AND member BETWEEN ? AND ? GROUP BY member',
-                              [run_id, lo, hi])
+            rows, err = (None, None) if whole is not None else _scan(
+                con, counts_sql.format("AND member BETWEEN ? AND ?"), [run_id, mine[0][0], mine[-1][0]])
             if err:
                 problems.append(f"records unreadable ({err})")
             else:
-                got = {int(m): (int(r), int(s)) for m, r, s, _ in rows if int(m) in {x for x, _ in mine}}
+                counts = whole if whole is not None else {int(m): (int(r), int(s)) for m, r, s, _ in rows}
+                got = {m: counts[m] for m, _ in mine if m in counts}
                 short = [m for m, _ in mine if m not in got or (points is not None and got[m][1] != points)]
                 if short:
                     problems.append(f"member {short[0]} lacks records (planned points: {points})")

@@ -99,13 +99,14 @@ def _stored_chunks(db: Store, run_id: str, the_plan: Plan, digests: pd.Series) -
     stops the resume with the first differing key."""
     stored = db.member_digests(run_id)
     planned = pd.Series(digests.index, index=digests.to_numpy())
-    for row in stored.itertuples(index=False):
-        if row.digest in planned.index and planned[row.digest] == row.member:
-            continue
-        member = int(row.member)
+    matched = stored["digest"].map(planned)
+    wrong = stored[matched.isna() | (matched != stored["member"])]
+    if len(wrong):
+        row = wrong.iloc[0]
+        member = int(row["member"])
         want = the_plan.members.loc[member] if member in the_plan.members.index else None
-        diff = None if want is None else next((k for k in the_plan.members.columns if getattr(row, k) != want[k]), None)
-        why = (f"stored with {diff} {getattr(row, diff)} but is planned with {diff} {want[diff]}" if diff else
+        diff = None if want is None else next((k for k in the_plan.members.columns if row[k] != want[k]), None)
+        why = (f"stored with {diff} {row[diff]} but is planned with {diff} {want[diff]}" if diff else
                "stored with a configuration digest this sweep does not plan")
         raise LazyrichError(f"member {member} of run {run_id} was {why}: the store was changed or this lazyrich "
                             "expands the sweep differently; start a new run (drop --resume)")
