@@ -26,7 +26,7 @@ from .tasks import teacher_student
 if TYPE_CHECKING:
     from .experiments.kunin_fig1 import BestCell
 
-FULL = dict(d=20, h=50, k=3, n=200, n_test=1000, taus=np.logspace(-1, 0.3, 7), deltas=np.linspace(-1, 1, 7), seeds=5,
+FULL = dict(d=20, h=50, k=3, n=200, n_test=1000, taus=np.logspace(-1, 0.3, 5), deltas=np.linspace(-1, 1, 7), seeds=4,
             steps=3000)
 QUICK = dict(d=10, h=20, k=2, n=60, n_test=500, taus=np.logspace(-1, 0.3, 3), deltas=np.linspace(-1, 1, 3), seeds=3,
              steps=300)

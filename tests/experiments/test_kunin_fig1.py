@@ -81,3 +81,21 @@ def test_gpu_session_runs_its_tiny_size(tmp_path):
     assert all(r["seeds"] == 3 and r["verdict"] in ("upstream", "not upstream", "undecided") for r in rows)
     bad = subprocess.run(["bash", "bench/gpu_session.sh", "--size", "huge"], cwd=root, env=env, capture_output=True, text=True)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "gpu, cpu or tiny" in bad.stderr
+
+
+def test_sensitivity_reevaluates_the_decisive_claims_at_every_checkpoint(tmp_path):
+    """A tiny grid through the reproduction with --sensitivity on: the decisive claims come back at each recorded
+    checkpoint, with the checkpoint's own verdict (the reported best-cell claims cover every checkpoint ≥ 10³)."""
+    from lazyrich.experiments import get
+    from lazyrich.experiments.base import Context
+
+    exp = get("kunin-fig1")
+    cfg = dict(exp.sizes["quick"], d=8, n=60, n_test=200, deltas=[-1.0, 0.0, 1.0], steps=100, checkpoints=[10, 100],
+               fig1a=dict(exp.sizes["quick"]["fig1a"], steps=50))
+    ctx = Context("kunin-fig1", "quick", cfg, tmp_path, sensitivity=True)
+    exp.run(ctx)
+    assert sorted(ctx.checkpoint_claims) == [10, 100]
+    for step, claims in ctx.checkpoint_claims.items():
+        assert [c.id for c in claims] == list(exp.decisive)
+        assert f"step {step}" in claims[0].statement and claims[0].n == 3
+    assert set(exp.decisive) <= {c.id for c in ctx.claims} and set(exp.knobs) == {"d"}

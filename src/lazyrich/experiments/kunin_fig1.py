@@ -189,7 +189,8 @@ def grid_claims(r: pd.DataFrame, cfg: dict, prefix: str = "", steps: list[int] |
     dpos = min(d for d in cfg["deltas"] if d > 0)
     dmax, dmin = max(cfg["deltas"]), min(cfg["deltas"])
     last = cfg["steps"] if last is None else last
-    steps = [s for s in cfg["checkpoints"] if s >= 1000] if steps is None else steps
+    if steps is None:  # the paper's panels from 10³ on (a run shorter than that: its last step)
+        steps = [s for s in cfg["checkpoints"] if s >= 1000] or [cfg["steps"]]
     tabs = [_seed_table(r, "test_loss", s) for s in steps]
     seeds = len(tabs[0])
     best = [t.columns[int(np.argmin(t.to_numpy().mean(0)))] for t in tabs]
