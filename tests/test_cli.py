@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lazyrich.param import layer_table, table_dicts
+from lazyrich.param import layer_table
 
 CLI = [sys.executable, "-m", "lazyrich.cli"]
 
@@ -21,17 +21,19 @@ def test_inspect_json_rows_input_first():
     assert p.returncode == 0, p.stderr
     rows = json.loads(p.stdout)
     assert [r["name"] for r in rows] == ["W1", "W2", "W3"]
-    assert set(rows[0]) >= {"name", "fan_in", "fan_out", "init_std", "multiplier", "lr_scale", "wd_scale"}
-    want = table_dicts(layer_table((10, 64, 64, 1), "mup", "adam", gamma=0.5))
+    assert set(rows[0]) >= {"name", "fan_in", "fan_out", "init_std", "multiplier", "lr_scale", "wd_scale", "c_init", "c_lr"}
+    want = layer_table((10, 64, 64, 1), "mup", "adam", gamma=0.5).records()
     assert rows == json.loads(json.dumps(want))
     assert rows[-1]["multiplier"] == pytest.approx(2.0)  # readout multiplier 1/γ
 
 
 @pytest.mark.parametrize("args,needle", [
-    (["inspect", "--param", "mupp", "--widths", "10,64,1"], "unknown parametrization"),
+    (["inspect", "--param", "mupp", "--widths", "10,64,1"], "'mupp' is not one of 'sp', 'ntp', 'mup', 'mf', 'spectral'"),
     (["inspect", "--widths", "10,-64,1"], "positive"),
     (["inspect", "--widths", "10,x,1"], "comma-separated integers"),
-    (["inspect", "--optimizer", "lion", "--widths", "10,64,1"], "unknown optimizer"),
+    (["inspect", "--optimizer", "lion", "--widths", "10,64,1"], "'lion' is not one of 'sgd', 'adam', 'muon'"),
+    (["inspect", "--widths", "10,99999999999999999999999,1"], "in [1, 2147483647]"),
+    (["inspect", "--widths", "10,64,1", "--gamma", "nan"], "not a finite number"),
     (["inspect", "--widths", "10,64,1", "--gamma", "-1"], "gamma"),
 ])
 def test_bad_input_one_line_exit_2(args, needle):

@@ -29,7 +29,10 @@ def ints(text: str, what: str, lo: int, hi: int, count: tuple[int, int] = (1, 64
     except ValueError:
         raise typer.BadParameter(f"{text!r} must be comma-separated integers, e.g. 10,64,64,1") from None
     if not count[0] <= len(values) <= count[1]:
-        raise typer.BadParameter(f"give {count[0]} to {count[1]} {what}, got {len(values)}")
+        words = {1: "one", 2: "two", 3: "three"}
+        many = (f"exactly {words.get(count[0], count[0])}" if count[0] == count[1] else
+                f"at least {words.get(count[0], count[0])}" if len(values) < count[0] else f"at most {count[1]}")
+        raise typer.BadParameter(f"give {many} {what}, got {len(values)}")
     bad = next((v for v in values if not lo <= v <= hi), None)
     if bad is not None:
         raise typer.BadParameter(f"{what} must be positive integers in [{lo}, {hi}], got {bad}")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import typer
 
@@ -15,8 +15,8 @@ def register(app: typer.Typer) -> None:
     def reproduce_cmd(
         name: Optional[str] = typer.Argument(None, help="reproduction name (see --list)"),
         quick: bool = typer.Option(False, "--quick", help="the small size CI runs (≤ 45 s on 2 CPU cores)"),
-        out: Optional[Path] = typer.Option(None, "--out", help="output folder (default ./lazyrich-out/NAME/)"),
-        device: str = typer.Option("cpu", "--device", help="cpu or cuda"),
+        out: Optional[Path] = typer.Option(None, "--out", help="output folder (default ./lazyrich-out/NAME/)", file_okay=False),
+        device: Literal["cpu", "cuda"] = typer.Option("cpu", "--device", help="cpu or cuda"),
         list_: bool = typer.Option(False, "--list", help="list reproductions with expected runtimes"),
         sensitivity: bool = typer.Option(False, "--sensitivity", help="also map the decisive claims over every checkpoint "
                                          "and the reproduction's size knobs (extra quick runs)"),
@@ -33,7 +33,12 @@ def register(app: typer.Typer) -> None:
         from . import reproduce
 
         require(name is not None, "give a reproduction NAME or --list, e.g. `lazyrich reproduce kunin-fig1 --quick`")
-        outcome = reproduce(name, quick=quick, out=out, device=device, sensitivity=sensitivity)
+        from ..progress import ExpectedBar, seconds
+        from .catalog import catalog
+
+        entry = catalog().get(name)  # full size: a bar against the measured runtime, on a terminal only
+        with ExpectedBar(f"reproduce {name}", seconds(entry.runtime.get("full", "")) if entry else None, enabled=not quick):
+            outcome = reproduce(name, quick=quick, out=out, device=device, sensitivity=sensitivity)
         label = {"pass": "pass", "fail": "FAIL", "inconclusive": "INCONCLUSIVE"}
         for c in outcome.claims:
             unc = f"; {c.uncertainty}" if c.uncertainty else ""

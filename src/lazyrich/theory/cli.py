@@ -6,32 +6,30 @@ from typing import Optional
 
 import typer
 
+from .. import cli_options as opts
 from ..errors import LazyrichError
 
-
-def _widths(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(w) for w in text.split(","))
-    except ValueError:
-        raise LazyrichError(f"--widths {text!r} must be comma-separated integers, e.g. 10,256,1") from None
+POS = opts.finite(0, 1e12, positive=True)
 
 
 def register(app: typer.Typer) -> None:
     @app.command("predict")
     def predict_cmd(
-        widths: str = typer.Option(..., "--widths", help="d,m,c of a two-layer net, e.g. 10,256,1"),
-        tau: Optional[float] = typer.Option(None, "--tau", help="per-neuron scale τ (|a|·||w|| = τ²); with --delta"),
-        delta: Optional[float] = typer.Option(None, "--delta", help="Kunin's δ = η_w a² − η_a||w||²; with --tau"),
-        param: str = typer.Option("mup", "--param", help="parametrization when τ/δ are not given: sp, ntp, mup, mf, spectral"),
-        optimizer: str = typer.Option("sgd", "--optimizer", help="optimizer family of the parametrization"),
-        gamma: float = typer.Option(1.0, "--gamma", help="richness dial γ (readout multiplier 1/γ)"),
-        lr: float = typer.Option(1.0, "--lr", help="base learning rate"),
-        std_scale: float = typer.Option(1.0, "--std-scale", help="multiplies every init std"),
-        lr_a: float = typer.Option(1.0, "--lr-a", help="readout rate (with --tau/--delta)"),
-        lr_w: float = typer.Option(1.0, "--lr-w", help="first-layer rate (with --tau/--delta)"),
-        y_scale: float = typer.Option(1.0, "--y-scale", help="rms norm of the targets"),
-        x_scale: float = typer.Option(1.0, "--x-scale", help="rms norm of the inputs"),
-        activation: str = typer.Option("relu", "--activation", help="linear, relu, leaky_relu, tanh, gelu, quadratic"),
+        widths: str = typer.Option(..., "--widths", help="d,m,c of a two-layer net, e.g. 10,256,1",
+                                   callback=opts.widths(count=(3, 3))),
+        tau: Optional[float] = typer.Option(None, "--tau", help="per-neuron scale τ (|a|·||w|| = τ²); with --delta", callback=POS),
+        delta: Optional[float] = typer.Option(None, "--delta", help="Kunin's δ = η_w a² − η_a||w||²; with --tau",
+                                              callback=opts.finite(-1e12, 1e12)),
+        param: opts.Scheme = typer.Option("mup", "--param", help="parametrization when τ/δ are not given"),
+        optimizer: opts.Family = typer.Option("sgd", "--optimizer", help="optimizer family of the parametrization"),
+        gamma: float = typer.Option(1.0, "--gamma", help="richness dial γ (readout multiplier 1/γ)", callback=POS),
+        lr: float = typer.Option(1.0, "--lr", help="base learning rate", callback=POS),
+        std_scale: float = typer.Option(1.0, "--std-scale", help="multiplies every init std", callback=POS),
+        lr_a: float = typer.Option(1.0, "--lr-a", help="readout rate (with --tau/--delta)", callback=POS),
+        lr_w: float = typer.Option(1.0, "--lr-w", help="first-layer rate (with --tau/--delta)", callback=POS),
+        y_scale: float = typer.Option(1.0, "--y-scale", help="rms norm of the targets", callback=POS),
+        x_scale: float = typer.Option(1.0, "--x-scale", help="rms norm of the inputs", callback=POS),
+        activation: opts.Activation = typer.Option("relu", "--activation", help="hidden activation"),
         balance: bool = typer.Option(False, "--balance", help="also print the balance predictions (λ, ||Q||_op)"),
         as_json: bool = typer.Option(False, "--json", help="print JSON"),
     ) -> None:
@@ -39,7 +37,7 @@ def register(app: typer.Typer) -> None:
         from .balance import predict_balance
         from .regime import predict_regime, predict_regime_from_table
 
-        w = _widths(widths)
+        w = opts.ints(widths, "widths", 1, opts.MAX_TABLE_WIDTH, (3, 3))
         if (tau is None) != (delta is None):
             raise LazyrichError("give --tau and --delta together, or neither (then --param sets the init)")
         if tau is not None and delta is not None:

@@ -6,10 +6,11 @@ import importlib.util
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Literal, Optional
 
 import typer
 
+from .. import cli_options as opts
 from ..errors import LazyrichError, require
 
 
@@ -47,22 +48,18 @@ def _build(factory: Callable[..., Any], width: Optional[int]) -> Any:
     return model
 
 
-def _ints(text: str, what: str) -> list[int]:
-    try:
-        return [int(w) for w in text.split(",")]
-    except ValueError:
-        raise LazyrichError(f"{what} {text!r} must be comma-separated integers, e.g. 128,256,512") from None
-
-
 def register(app: typer.Typer) -> None:
     @app.command("inspect-model")
     def inspect_model(
         spec: str = typer.Argument(..., help="MODULE:FACTORY (or file.py:FACTORY) building the model"),
-        scheme: str = typer.Option("mup", "--param", help="parametrization: sp, ntp, mup, mf, spectral"),
-        optimizer: str = typer.Option("sgd", "--optimizer", help="optimizer family: sgd, adam, muon"),
-        width: Optional[int] = typer.Option(None, "--width", help="width passed to the factory"),
-        base_width: Optional[int] = typer.Option(None, "--base-width", help="build the base (width reference) with this width"),
-        gamma: float = typer.Option(1.0, "--gamma", help="richness dial γ (readout multiplier 1/γ)"),
+        scheme: opts.Scheme = typer.Option("mup", "--param", help="parametrization"),
+        optimizer: opts.Family = typer.Option("sgd", "--optimizer", help="optimizer family"),
+        width: Optional[int] = typer.Option(None, "--width", help="width passed to the factory",
+                                            min=1, max=opts.MAX_MODEL_WIDTH),
+        base_width: Optional[int] = typer.Option(None, "--base-width", help="build the base (width reference) with this width",
+                                                 min=1, max=opts.MAX_MODEL_WIDTH),
+        gamma: float = typer.Option(1.0, "--gamma", help="richness dial γ (readout multiplier 1/γ)",
+                                    callback=opts.finite(1e-12, 1e12, positive=True)),
         as_json: bool = typer.Option(False, "--json", help="print a JSON list of rows"),
     ) -> None:
         """Print the per-tensor table (role, init std, multiplier, lr and wd scales) a parametrization
@@ -92,21 +89,24 @@ def register(app: typer.Typer) -> None:
     @app.command("coord-check")
     def coord_check_cmd(
         model: Optional[str] = typer.Option(None, "--model", help="MODULE:FACTORY taking the width (default: a ReLU MLP 32→w→w→10)"),
-        widths: str = typer.Option("128,256,512,1024", "--widths", help="comma-separated widths"),
-        schemes: str = typer.Option("sp,mup", "--schemes", help="comma-separated parametrizations"),
+        widths: str = typer.Option("128,256,512,1024", "--widths", help=f"2 to 16 comma-separated widths, each ≤ {opts.MAX_MODEL_WIDTH}",
+                                   callback=opts.widths(1, opts.MAX_MODEL_WIDTH, (2, 16))),
+        schemes: str = typer.Option("sp,mup", "--schemes", help="comma-separated parametrizations",
+                                    callback=opts.names(opts.SCHEMES, "parametrization")),
         ladder: bool = typer.Option(False, "--ladder", help="add the SP → μP ablation ladder"),
-        optimizer: str = typer.Option("sgd", "--optimizer", help="sgd or adam"),
-        lr: float = typer.Option(0.005, "--lr", help="base learning rate"),
-        steps: int = typer.Option(3, "--steps", help="training steps"),
-        seeds: int = typer.Option(2, "--seeds", help="number of seeds"),
-        out: Path = typer.Option(Path("lazyrich-out/coord-check"), "--out", help="output directory"),
+        optimizer: Literal["sgd", "adam"] = typer.Option("sgd", "--optimizer", help="optimizer"),
+        lr: float = typer.Option(0.005, "--lr", help="base learning rate", callback=opts.finite(0, 1e3, positive=True)),
+        steps: int = typer.Option(3, "--steps", help="training steps", min=1, max=1000),
+        seeds: int = typer.Option(2, "--seeds", help="number of seeds", min=1, max=64),
+        out: Path = typer.Option(Path("lazyrich-out/coord-check"), "--out", help="output directory", file_okay=False),
     ) -> None:
         """Activation and update sizes vs width over the first steps (flat under μP, growing under SP).
         Writes records.csv, slopes.csv and update.png / activation.png to --out."""
         from .coord import coord_check, mlp
 
         factory = load_factory(model) if model else mlp()
-        cc = coord_check(lambda w: _build(factory, w), _ints(widths, "--widths"), [s.strip() for s in schemes.split(",")],
+        cc = coord_check(lambda w: _build(factory, w), list(opts.ints(widths, "widths", 1, opts.MAX_MODEL_WIDTH, (2, 16))),
+                         [s.strip() for s in schemes.split(",")],
                          ladder=ladder, optimizer=optimizer, lr=lr, steps=steps, seeds=tuple(range(seeds)))
         out.mkdir(parents=True, exist_ok=True)
         cc.records.to_csv(out / "records.csv", index=False)

@@ -212,15 +212,18 @@ class CoordCheck:
 def coord_check(factory: Factory, widths: Sequence[int], schemes: Sequence[str] = ("sp", "mup"), *,
                 ladder: bool = False, optimizer: str = "sgd", lr: float = 0.02, steps: int = 3,
                 seeds: Sequence[int] = (0, 1), batch: Tensor | None = None, targets: Tensor | None = None,
-                base_width: int | None = None, **kwargs) -> CoordCheck:
+                base_width: int | None = None, progress: bool | None = None, **kwargs) -> CoordCheck:
     """Activation and update sizes of every layer of `factory(width)` for each width, over `steps`
     steps of ½·MSE training on one fixed batch (default: Gaussian inputs, Gaussian targets per seed).
 
     Each scheme in `schemes` is one label; `ladder=True` adds the SP → μP ablation ladder (labels
     "0: SP", "1: + readout init", ..., whose ends replace the schemes sp and mup). Widths are
     detected by comparing `factory(base_width)` (default: the smallest width) with another width.
-    Extra keyword arguments go to `parametrize` (gamma, overrides, attn_mult, ...).
+    Extra keyword arguments go to `parametrize` (gamma, overrides, attn_mult, ...). A progress bar with
+    ETA shows on a terminal (`progress=False` hides it; units weighted by width²).
     """
+    from ..progress import WorkBar
+
     widths = sorted({int(w) for w in widths})
     require(len(widths) >= 2, f"a coord check needs at least two widths; got {widths}")
     require(steps >= 1, f"steps={steps} must be at least 1")
@@ -230,18 +233,20 @@ def coord_check(factory: Factory, widths: Sequence[int], schemes: Sequence[str] 
     delta = factory(widths[1] if (base_width or widths[0]) == widths[0] else widths[0])
     roles = _roles(base, delta)
     rows: list[dict] = []
-    for width in widths:
-        for seed in seeds:
-            model = factory(width)
-            x = batch if batch is not None else default_batch(model, seed=seed)
-            # the ladder starts at SP and ends at μP: those schemes are not run twice
-            own = [s for s in schemes if not (ladder and s in ("sp", "mup"))]
-            labelled = [(s, plan(model, s, optimizer=optimizer, roles=roles, **kwargs)) for s in own]
-            if ladder:
-                labelled += [(f"{i}: {lab}", p) for i, (lab, p)
-                             in enumerate(ladder_plans(model, base, delta, optimizer, **kwargs))]
-            for label, p in labelled:
-                torch.manual_seed(seed)
-                for row in run_one(factory(width), p, x, targets, steps, lr, optimizer, seed):
-                    rows.append({"label": label, "width": width, "seed": seed, **row})
+    with WorkBar("coord check", sum(w * w for w in widths) * len(seeds), progress) as bar:
+        for width in widths:
+            for seed in seeds:
+                model = factory(width)
+                x = batch if batch is not None else default_batch(model, seed=seed)
+                # the ladder starts at SP and ends at μP: those schemes are not run twice
+                own = [s for s in schemes if not (ladder and s in ("sp", "mup"))]
+                labelled = [(s, plan(model, s, optimizer=optimizer, roles=roles, **kwargs)) for s in own]
+                if ladder:
+                    labelled += [(f"{i}: {lab}", p) for i, (lab, p)
+                                 in enumerate(ladder_plans(model, base, delta, optimizer, **kwargs))]
+                for label, p in labelled:
+                    torch.manual_seed(seed)
+                    for row in run_one(factory(width), p, x, targets, steps, lr, optimizer, seed):
+                        rows.append({"label": label, "width": width, "seed": seed, **row})
+                bar.advance(width * width)  # cost ∝ width² (the hidden GEMMs)
     return CoordCheck(pd.DataFrame(rows))
