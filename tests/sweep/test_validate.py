@@ -144,6 +144,12 @@ def test_seeds_up_to_int64_are_kept_exactly(tiny):
     assert members.seed.tolist() == [top, top - 1] and members.task_seed.tolist() == [2**53 + 1] * 2
 
 
+def test_uniform_between_zero_and_negative_zero_expands(tiny):
+    """Found by the long fuzz profile: numpy refuses uniform(0.0, -0.0) although lo ≤ hi."""
+    members = expand(from_dict(tiny(axes=[{"random": {"n": 3, "dists": {"delta": {"uniform": [0.0, -0.0]}}}}])))
+    assert members.delta.tolist() == [0.0, 0.0, 0.0]
+
+
 def test_flow_times_and_solver_are_checked(tiny):
     base = dict(steps=None, init={"kind": "gaussian"}, axes=[])
     assert ": flow.times:" in _refused(tiny(flow={"times": [0, 1, math.inf]}, **base))

@@ -18,7 +18,8 @@ import math
 from typing import Annotated, Any, Literal, Union
 
 import numpy as np
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, TypeAdapter, model_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, TypeAdapter, field_validator,
+                      model_validator)
 
 from ..dynamics.optim import OptimizerSpec
 from ..dynamics.schedules import Schedule
@@ -152,6 +153,11 @@ def _ordered(lo: Any, hi: Any, strict: bool, kind: str) -> None:
 
 class Uniform(_Strict):
     uniform: tuple[float, float]
+
+    @field_validator("uniform")
+    @classmethod
+    def _no_negative_zero(cls, v: tuple[float, float]) -> tuple[float, float]:
+        return (v[0] + 0.0, v[1] + 0.0)  # numpy refuses uniform(0.0, -0.0): "high - low < 0"
 
     @model_validator(mode="after")
     def _order(self) -> "Uniform":

@@ -77,6 +77,8 @@ def parse_yaml(text: str, source: str) -> Any:
 def read_yaml(path: Path) -> Any:
     """Parse the YAML file at `path`: at most `MAX_FILE_BYTES`, UTF-8 (a BOM is allowed)."""
     source = one_line(str(path), 120)
+    if path.is_dir():
+        raise LazyrichError(f"sweep file {source} is a directory: give a YAML file, e.g. examples/quick.yaml")
     if not path.is_file():
         raise LazyrichError(f"sweep file {source} does not exist: check the path (examples/ holds ready sweeps)")
     with path.open("rb") as f:
