@@ -70,10 +70,10 @@ def test_damaged_store_is_refused_in_one_line_and_left_untouched(case, stored, t
     store = tmp_path / "s.duckdb"
     store.write_bytes(_damage(good.read_bytes())[case])
     sha = _sha(store)
-    commands = [("runs", "check", store), ("sweep", spec, "--store", store, "--resume", "--quiet"),
-                ("runs", "list", "--store", store), ("runs", "show", "latest", "--store", store),
+    commands = [("runs", "list", "--store", store), ("runs", "show", "latest", "--store", store),
                 ("runs", "export", "latest", "--out", tmp_path / "x.parquet", "--store", store),
-                ("sweep", spec, "--store", store, "--quiet")]
+                ("sweep", spec, "--store", store, "--resume", "--quiet"), ("sweep", spec, "--store", store, "--quiet"),
+                ("runs", "check", store)]
     refused = []
     for args in commands:
         code, out, err = _main(monkeypatch, capsys, *args)
