@@ -11,6 +11,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 LOG = {"test_loss", "delta_drift"}
+BEST = {"test_loss": "min", "kernel_distance": "max"}
 PANELS = [("test_loss", "", "log10 final test loss"), ("delta_drift", "W1-W2", "log10 max drift of δ_k (rel.)"),
           ("kernel_distance", "", "kernel distance S(0,T)"), ("hamming", "W1", "activation Hamming distance"),
           ("param_distance", "", "parameter distance")]
@@ -40,6 +41,10 @@ def heatmaps(records: pd.DataFrame, path: Path) -> None:
         ax.set_yticks(range(g.shape[0]), [f"{d:.2g}" for d in g.index])
         ax.set_xlabel("τ (init scale)")
         ax.set_ylabel("δ (upstream > 0)")
+        if obs in BEST:  # the seed-averaged best cell (the demo's summary gives its seed interval)
+            i, j = np.unravel_index(np.nanargmin(values) if BEST[obs] == "min" else np.nanargmax(values), values.shape)
+            ax.plot(j, i, marker="*", color="white", markeredgecolor="black", markersize=13)
+            title += f" (★ {BEST[obs]})"
         ax.set_title(title)
         fig.colorbar(im, ax=ax, shrink=0.85)
     fig.tight_layout()
