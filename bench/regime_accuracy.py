@@ -30,6 +30,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
 import gzip  # noqa: E402
+import json  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -162,19 +163,26 @@ def balanced(cells: list[dict], seed: int = 0) -> list[dict]:
     rng = np.random.default_rng(seed)
     by = {c: [x for x in cells if x["measured"] == c] for c in CLASSES}
     k = min(len(v) for v in by.values() if v)
-    return [by[c][j] for c in CLASSES for j in sorted(rng.choice(len(by[c]), k, replace=False))]
+    return [by[c][j] for c in CLASSES if by[c] for j in sorted(rng.choice(len(by[c]), k, replace=False))]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--conditions", default=",".join(CONDITIONS))
+    ap.add_argument("--cache", default="", help="folder keeping each condition's cells as JSON (reused when present)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     print(f"# torch {torch.__version__}, 1 thread; start: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
     pool, chosen = {}, []
     for name in args.conditions.split(","):
         t0 = time.perf_counter()
-        pool[name] = run_condition(name)
+        path = Path(args.cache) / f"regime_accuracy_{name}.json" if args.cache else None
+        if path is not None and path.exists():
+            pool[name] = json.loads(path.read_text())
+        else:
+            pool[name] = run_condition(name)
+            if path is not None:
+                path.write_text(json.dumps(pool[name]))
         chosen += balanced(pool[name])
         counts = {c: sum(x["measured"] == c for x in pool[name]) for c in CLASSES}
         print(f"# {name}: {len(pool[name])} cells, measured {counts}, {time.perf_counter() - t0:.0f} s", flush=True)

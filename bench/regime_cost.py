@@ -10,7 +10,7 @@ FLOPs are counted analytically (c = 1):
                                + 2n²(d + 2h) (analytic NTK: XXᵀ, ΦΦᵀ, GGᵀ) + 4ndh + 4n² (fit, Jᵀv)
   predictor, per net           (N + 1) phases' worth, N = ⌈q·log₁₀T⌉ + 1 phases (+ the two NTKs of Ŝ)
 with n → n_s under `max_samples`. Variants: the full predictor (q = 16), fewer phases (q = 4), and
-q = 4 on a fixed subset of n_s = 128 samples (the cheap approximation). Also printed: how many of the
+q = 4 on a fixed subset of n_s = 384 or 128 samples (the cheap approximation). Also printed: how many of the
 nine cells each variant puts in the measured S(0,T) band, and its largest |Ŝ − S|.
 
     python bench/regime_cost.py [--sizes 80,200,1000]
@@ -38,7 +38,7 @@ from lazyrich.theory.regime import predict_regime_on_data  # noqa: E402
 
 SIZES = {80: (20, 20, 6000), 200: (20, 20, 3000), 1000: (100, 50, 2000)}  # n: (d, h, steps)
 TAUS, DELTAS = (0.1, 0.5, 2.0), (-1.0, 0.0, 1.0)
-VARIANTS = {"full (q=16)": (16, None), "q=4": (4, None), "q=4, n_s=128": (4, 128)}
+VARIANTS = {"full (q=16)": (16, None), "q=4": (4, None), "q=4, n_s=384": (4, 384), "q=4, n_s=128": (4, 128)}
 
 
 def band(s: float) -> str:
@@ -95,7 +95,8 @@ def one_size(n: int) -> list[dict]:
                     "flop_ratio": predictor_flops(n_eff, d, h, steps, q, 9) / training_flops(n, d, h, steps, 9),
                     "agree": sum(band(float(s)) == band(sh) for s, sh in zip(S, S_hat)),
                     "max_err": float(np.max(np.abs(np.array(S_hat) - S.numpy())))})
-        print(f"  n={n} {name}: train {t_train:.2f} s, predict {t_pred:.2f} s", flush=True)
+        print(f"  n={n} {name}: train {t_train:.2f} s, predict {t_pred:.2f} s; S / Ŝ per cell: "
+              + ", ".join(f"{float(s):.3f}/{sh:.3f}" for s, sh in zip(S, S_hat)), flush=True)
     return out
 
 
