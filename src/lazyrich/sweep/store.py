@@ -159,6 +159,7 @@ class Store:
         unreadable page or missing table. An empty DuckDB file (a store being created) gives {}."""
         if not self.path.exists():
             return {}
+        require(not self.path.is_dir(), f"--store {self.path} is a directory: give a file, e.g. {self.path / 'lazyrich.duckdb'}")
         with self.connect() as con:
             tables = _tables(con)
             if not tables:
