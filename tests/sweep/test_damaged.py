@@ -184,7 +184,7 @@ def reads(stored):
     return [(name, fn, fn(ref)) for name, fn in fns]
 
 
-@settings(max_examples=5000 if os.environ.get("HYPOTHESIS_PROFILE") == "long" else 12)
+@settings(max_examples=5000 if os.environ.get("HYPOTHESIS_PROFILE") == "long" else 8)
 @given(kind=st.sampled_from(["truncate", "zero", "garbage", "flip a bit"]), where=st.floats(0, 1),
        length=st.integers(1, 2 * PAGE))
 def test_random_damage_never_gives_a_wrong_number(stored, reads, tmp_path_factory, kind, where, length):
