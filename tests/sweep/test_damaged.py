@@ -212,3 +212,15 @@ def test_random_damage_never_gives_a_wrong_number(stored, reads, tmp_path_factor
             continue
         assert got == want if isinstance(want, dict) else got.equals(want), name
     assert store.read_bytes() == bad
+
+
+def test_check_of_a_run_stored_before_digests_is_a_note_not_damage(stored, tmp_path, monkeypatch, capsys):
+    _, good = stored
+    store = tmp_path / "s.duckdb"
+    shutil.copy(good, store)
+    con = duckdb.connect(str(store))
+    con.execute("UPDATE members SET digest = NULL")
+    con.close()
+    code, out, err = _main(monkeypatch, capsys, "runs", "check", store)
+    assert code == 0, err
+    assert out.count("was stored before member digests; its members are not verified") == 2

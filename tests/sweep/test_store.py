@@ -145,3 +145,16 @@ def test_nothing_is_written_unless_the_first_chunk_runs(tmp_path, tiny, case):
         with pytest.raises(LazyrichError, match=message):
             run_sweep(spec, out.store, progress=False, runner=run, resume=resume)
         assert out.store.read_bytes() == before and len(Store(out.store).runs()) == 1
+
+
+def test_resumes_that_start_at_once_join_one_run(tmp_path):
+    """Two `--resume` of the same sweep on a store that holds no run yet: whichever stores its first
+    chunk first creates the run, the other joins it (same name, device, member digests)."""
+    store = Store(tmp_path / "s.duckdb")
+    args = ("tiny", "digest-a", True, {}, "v", "cpu", "local", 1, 4, 2, "h")
+    first, status = store.begin_run(*args)
+    assert status == "new"
+    assert store.begin_run(*args) == (first, "running")
+    other = store.begin_run("tiny", "digest-b", True, {}, "v", "cpu", "local", 1, 4, 2, "h")[0]
+    assert other != first and len(store.runs()) == 2  # other members: a run of its own
+    assert store.begin_run("tiny", "digest-a", False, {}, "v", "cpu", "local", 1, 4, 2, "h")[0] not in (first, other)

@@ -85,6 +85,9 @@ def _check_run(con: duckdb.DuckDBPyConnection, run: dict[str, Any], readable: se
         rows, _ = _scan(con, "SELECT chunk, member, digest FROM members WHERE run_id = ? ORDER BY member", [run_id])
         for c, m, d in rows or []:
             members.setdefault(int(c), []).append((int(m), d))
+    if members and all(d is None for ms in members.values() for _, d in ms):  # schema 1: no digests yet
+        report.lines.append(f"  note: run {run_id} was stored before member digests; its members are not verified")
+        digests = None
     planned_by_id = {} if digests is None else digests.to_dict()
     by_rows = {} if from_rows is None else from_rows.to_dict()
     counts_sql = ('SELECT member, count(*), count(DISTINCT step), sum(hash(step, time, observable, layer, "index", '
