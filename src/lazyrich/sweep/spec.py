@@ -23,7 +23,8 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Discriminator, Fie
 
 from ..dynamics.optim import OptimizerSpec
 from ..dynamics.schedules import Schedule
-from .limits import INT64_MAX, MAX_DEPTH, MAX_MEMBERS, MAX_MESSAGE, MAX_RECORD_POINTS, MAX_SIZE, MAX_STEPS
+from .limits import (INT64_MAX, MAX_DEPTH, MAX_MEMBERS, MAX_MESSAGE, MAX_RECORD_POINTS, MAX_SIZE, MAX_STEPS,
+                     block_count, one_line, short_repr, value_count)
 from ..ensemble import INITS
 from ..errors import LazyrichError
 from ..models.activations import NAMES as ACTIVATIONS
@@ -31,24 +32,6 @@ from ..observe.base import Data
 from ..param.schemes import SCHEMES
 
 OPTIMIZER_KINDS = ("gd", "sgd", "momentum", "adam", "muon", "spectral")
-
-
-def one_line(text: str, limit: int = MAX_MESSAGE) -> str:
-    """`text` on one line of at most `limit` characters (control characters become spaces, the middle
-    is elided): no input can make an error message long or multi-line."""
-    flat = "".join(" " if not ch.isprintable() else ch for ch in text)
-    return flat if len(flat) <= limit else flat[: limit - 21] + " … " + flat[-18:]
-
-
-def short_repr(value: Any, limit: int = 40) -> str:
-    """repr of a value from the input, elided to `limit` characters (containers are summarized)."""
-    if isinstance(value, (dict, list, tuple, set)):
-        return f"a {type(value).__name__} of {len(value)}"
-    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
-        return f"an integer of {math.ceil(value.bit_length() * math.log10(2))} digits"  # repr() of a huge int raises
-    if isinstance(value, str) and len(value) > 4 * limit:
-        value = value[: 4 * limit]
-    return one_line(repr(value), limit)
 
 
 class SpecError(LazyrichError):
@@ -114,36 +97,6 @@ def _expand_values(v: Any) -> Any:
 
 
 Values = Annotated[list[Any], BeforeValidator(_expand_values)]
-
-
-def value_count(v: Any) -> int | None:
-    """How many values `v` (a list or {linspace|logspace|geomspace|range: ...}) gives, by arithmetic
-    on the raw input; None when malformed (its validation says why)."""
-    if isinstance(v, (list, tuple)):
-        return len(v)
-    try:
-        (kind, args), = v.items()
-        if kind == "range":
-            return len(range(*(int(a) for a in args)))
-        return int(args[2]) if kind in ("linspace", "logspace", "geomspace") else None
-    except (AttributeError, TypeError, ValueError, IndexError, OverflowError):
-        return None
-
-
-def block_count(block: Any) -> int | None:
-    """Members of one raw axes entry ({grid|zip|random: ...}), by arithmetic; None when malformed."""
-    if not isinstance(block, dict) or len(block) != 1:
-        return None
-    (kind, body), = block.items()
-    if kind == "random":
-        n = body.get("n") if isinstance(body, dict) else None
-        return n if isinstance(n, int) and not isinstance(n, bool) else None
-    if kind not in ("grid", "zip") or not isinstance(body, dict) or not body:
-        return None
-    counts = [value_count(v) for v in body.values()]
-    if any(c is None for c in counts):
-        return None
-    return math.prod(counts) if kind == "grid" else min(counts)  # type: ignore[arg-type]
 
 
 def _ordered(lo: Any, hi: Any, strict: bool, kind: str) -> None:

@@ -213,8 +213,9 @@ def size_problems(spec: SweepSpec) -> list[str]:
     else:  # a member with the largest width has at least the smallest depth (and vice versa): lower bounds
         shapes = [{"task": t, "width": w, "depth": d, "optimizer": o} for t in tasks for o in kinds
                   for w, d in ((max(widths), min(depths)), (min(widths), max(depths)))]
-    return _memory_problems(spec, L.estimate(spec, shapes, [1] * len(shapes)), lower=True) if shapes else \
-        _memory_problems(spec, L.Estimate(n, points, n * L.PLAN_BYTES_PER_MEMBER, {}, 0, 0, 0, 0, 0), lower=True)
+    est = (L.estimate(spec, shapes, [1] * len(shapes)) if shapes
+           else L.Estimate(n, points, n * L.PLAN_BYTES_PER_MEMBER, {}, 0, 0, 0, 0, 0))  # the members table alone
+    return _memory_problems(spec, est, lower=True)
 
 
 def _memory_problems(spec: SweepSpec, est: L.Estimate, lower: bool = False) -> list[str]:
