@@ -29,7 +29,7 @@ from .common import grid, heatmap, on_device, values
 SOURCE = "Kunin et al. 2024 (arXiv 2406.06158) Fig. 1, Fig. 5b, App. D.1; shared/theory/experiments.md §1.1"
 FIG1A = dict(d=2, width=50, k=3, n=20, teacher_seed=15, student_seed=100, lr=1e-2, steps=10_000,
              cells=[(0.1, 0.0), (2.0, 0.0), (0.1, 0.9999), (0.1, -0.9999)])
-QUICK = dict(d=100, width=50, k=3, n=1000, n_test=2000, taus=[0.1, 2.0], deltas=[-1.0, -0.5, 0.0, 0.5, 1.0], seeds=[100, 101, 102],
+QUICK = dict(d=100, width=50, k=3, n=1000, n_test=2000, taus=[0.1, 2.0], deltas=[-1.0, -0.5, 0.0, 0.5, 1.0], seeds=[100, 101, 102, 103],
              lr0=5e-3, steps=1000, checkpoints=[100, 1000], fig1a=FIG1A)
 FULL = dict(d=100, width=50, k=3, n=1000, n_test=10_000, taus=np.logspace(-1, 0.3, 17).round(6).tolist(),
             deltas=np.linspace(-1, 1, 17).round(6).tolist(), seeds=list(range(100, 116)), lr0=5e-3, steps=100_000,
@@ -217,7 +217,7 @@ def grid_claims(r: pd.DataFrame, cfg: dict, prefix: str = "", steps: list[int] |
 
 
 @reproduction("kunin-fig1", "Kunin et al. Fig. 1/5b: teacher-student ReLU τ×δ grid, upstream small τ learns rich and fast",
-              quick=QUICK, full=FULL, runtime={"quick": "30 s CPU time, 1 thread (3 seeds; 2-core CPU shared with other jobs)",
+              quick=QUICK, full=FULL, runtime={"quick": "39 s CPU time, 1 thread (4 seeds; 2-core CPU shared with other jobs)",
                                                "full": "not run here: 4624 members × 10⁵ steps (paper: 90 min on 360 cores); est. hours on one GPU"},
               source=SOURCE, knobs={"d": [20, 50]},
               decisive=["best-cell-upstream", "best-cell-small-tau", "hamming-up-vs-down", "param-up-vs-down"])
