@@ -48,7 +48,7 @@ class OptimizerSpec(BaseModel):
 
 
 def _col(x: Tensor, like: Tensor) -> Tensor:
-    return x.reshape(-1, *[1] * (like.dim() - 1))
+    return x if x.dim() == like.dim() else x.reshape(-1, *[1] * (like.dim() - 1))  # callers may pass it shaped
 
 
 def orthogonalize(g: Tensor, steps: int = 5, coefficients: tuple[float, float, float] = NS_COEFFICIENTS,
