@@ -40,7 +40,7 @@ section() {  # section NAME SECONDS command...: run under min(SECONDS, budget le
 [ "$DEVICE" = cuda ] && { nvidia-smi -L; "$PY" -c "import torch; print(torch.__version__, torch.cuda.get_device_name())"; } > "$OUT/env.txt" 2>&1
 
 # --- Kunin Fig. 1b test loss (issue 23): best τ×δ cell with seed intervals at every checkpoint, d = 20, 50, 100.
-#     gpu: the paper's 9 smallest τ (0.1–0.45) × its's 17 δ × 16 seeds, 10⁴ steps (d = 100: 3·10⁴); --budget stops new seeds in time
+#     gpu: the paper's 9 smallest τ (0.1–0.45) × its 17 δ × 16 seeds, 10⁴ steps (d = 100: 3·10⁴); --budget stops new seeds in time
 #     to summarise the seeds done. Docs: docs/reproductions.md (kunin-fig1, test loss).
 KT_BUDGET=$(( BUDGET_S * 5 / 6 - 30 ))
 section kunin_test_loss $(( KT_BUDGET + 30 )) "$PY" examples/kunin_test_loss.py --size "$SIZE" --device "$DEVICE" \
