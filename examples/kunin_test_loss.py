@@ -6,7 +6,7 @@ Authors' setup (shared/theory/experiments.md §1.1): h = 50 (25 directions, flip
 neurons, n = 1000 sphere points, loss mean (f − y)² without ½, full-batch GD, lr 5e-3/τ², float64, 17 τ ×
 17 δ × 16 seeds, 10⁵ steps, test set 10 000 points. The sizes here shrink the grid, seeds and steps:
 
-  python examples/kunin_test_loss.py --size cpu --out kt_cpu       # ≈ 14 core-minutes (2-core CPU, 1 thread each)
+  python examples/kunin_test_loss.py --size cpu --out kt_cpu       # ≈ 16 core-minutes, measured (2-core CPU, 1 thread each)
   python examples/kunin_test_loss.py --size gpu --device cuda --out "$OUT/kunin_test_loss"   # bench/gpu_session.sh
   python examples/kunin_test_loss.py --size tiny --out /tmp/kt      # seconds: checks the script end to end
 
