@@ -51,22 +51,24 @@ def flow(ens: Ensemble, data: Data, times: Sequence[float], observers: Iterable[
     rates = ens.rates()
     E = ens.size
     frozen = torch.zeros(E, dtype=torch.bool, device=dev)
-    frozen_at = np.full(E, -1.0)
+    frozen_at = torch.full((E,), -1.0, dtype=torch.float64, device=dev)  # on the device: no host sync per stage
     active_all = torch.ones(E, dtype=torch.bool, device=dev)
     loss0, _ = loss_and_grads(ens, ens.params, data.x, data.y, active_all)
     bound = divergence * torch.clamp(loss0, min=1e-8)
+
+    rate = {k: rates[k].reshape(-1, *[1] * (v.dim() - 1)) for k, v in ens.params.items()}  # shaped once
+    decay = {k: ens.weight_decay[k].reshape(-1, *[1] * (v.dim() - 1)) for k, v in ens.params.items()}
+    zero = torch.zeros((), dtype=ens.base_lr.dtype, device=dev)
 
     def rhs(tt: Tensor, y: Tensor) -> Tensor:
         p = _unpack(y, ens.params)
         loss, g = loss_and_grads(ens, p, data.x, data.y, active_all)
         bad = ~torch.isfinite(loss) | (loss > bound)
         new = bad & ~frozen
-        if bool(new.any()):
-            frozen_at[new.cpu().numpy()] = float(tt)
-            frozen.logical_or_(new)
-        v = {k: -(rates[k].reshape(-1, *[1] * (g[k].dim() - 1))) * (g[k] + ens.weight_decay[k].reshape(-1, *[1] * (g[k].dim() - 1)) * p[k]) for k in g}
-        vel = _pack(v)
-        return torch.where(frozen.reshape(-1, 1), torch.zeros_like(vel), vel)
+        frozen_at.copy_(torch.where(new, tt.to(frozen_at.dtype), frozen_at))
+        frozen.logical_or_(new)
+        vel = _pack({k: -rate[k] * (g[k] + decay[k] * p[k]) for k in g})
+        return torch.where(frozen.reshape(-1, 1), zero, vel)
 
     def norm(ratio: Tensor) -> Tensor:
         if ratio.dim() == 2 and ratio.shape[0] == E:
@@ -94,6 +96,7 @@ def flow(ens: Ensemble, data: Data, times: Sequence[float], observers: Iterable[
         for o in obs:
             for ob in o(st):
                 recorder.add(i, time, ob.observable, ob.layer, ob.value)
+    frozen_at = frozen_at.cpu().numpy()
     diverged = np.where(frozen_at >= 0, np.searchsorted(t.cpu().numpy(), frozen_at), -1).astype(np.int64)
     run = Run(ens.with_params(_unpack(ys[-1], ens.params)), params0, recorder, diverged, t[-1].expand(E).clone())
     run.extra["diverged_time"] = frozen_at
