@@ -378,6 +378,10 @@ def reproduction(name: str, description: str, *, quick: dict[str, Any], full: di
 
 
 def get(name: str) -> Experiment:
+    if name not in REGISTRY:  # the package imports its reproductions lazily (lazyrich.experiments._load_all)
+        from . import _load_all
+
+        _load_all()
     require(name in REGISTRY, f"unknown reproduction {name!r}: `lazyrich reproduce --list` shows {', '.join(sorted(REGISTRY)) or 'none'}")
     return REGISTRY[name]
 
