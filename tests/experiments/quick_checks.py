@@ -1,40 +1,67 @@
-"""One check of a quick-size reproduction run, shared by every quick-run test: the claims that fail are
-exactly the known ones (exit code follows), claims.json follows the schema with `passed` recomputed from
-the numbers, every negative control's switched claims fail, figures come as PNG + PDF and the report
-embeds them."""
+"""One check of a quick-size reproduction run, shared by every quick-run test: every claim's verdict is
+the pinned one (pass unless listed in KNOWN_VERDICTS; exit code follows: 1 iff a claim fails), claims.json
+follows the schema with `verdict` recomputed from the numbers (the tolerance test for exact claims, the
+interval or the ordering support for claims over seeds), every negative control's switched claims fail,
+figures come as PNG + PDF and the report embeds them."""
 from __future__ import annotations
 
 import json
 import math
 
-from lazyrich.experiments.base import COMPARISONS, PROVENANCE
+from lazyrich.experiments.base import COMPARISONS, METHODS, PROVENANCE
 
-# measured failing and reported so, never loosened (docs/reproductions.md): a claim leaving or joining
-# this set turns CI red
-KNOWN_FAILING: dict[str, set[str]] = {
-    "fact": {"rfm-fixed-point"},                 # FACT-RFM fixed point T6.4: sym FACT is indefinite
-    "saxe-agf": {"modadd-agf-drop-times"},       # AGF onset of every modular-addition frequency within 20 %
+# measured verdicts other than pass at quick size, never loosened (docs/reproductions.md): a claim
+# changing verdict (pass → inconclusive, inconclusive → fail, ...) turns CI red
+KNOWN_VERDICTS: dict[str, dict[str, str]] = {
+    "fact": {"rfm-fixed-point": "fail",                  # FACT-RFM fixed point T6.4: sym FACT is indefinite
+             # 8 (set, split) pairs; the measured spread asks for 23 and 17 (seeds_needed)
+             "rfm-fact-vs-laplace": "inconclusive", "rfm-fact-vs-nfa": "inconclusive"},
+    "balance-mup-lambda": {"imbalance-flat": "inconclusive"},  # 4 seeds, CI [0.023, 0.121] straddles 0.1; needs ≈ 19
+    "saxe-agf": {"modadd-agf-drop-times": "fail"},       # AGF onset of every modular-addition frequency within 20 %
+    "kunin-fig1": {"best-cell-upstream": "inconclusive"},  # step 10³, d = 100, 4 seeds: upstream best in 32 % of resamples
 }
-FIELDS = {"id", "statement", "source", "provenance", "measured", "expected", "tolerance", "comparison", "relative", "passed"}
+KNOWN_FAILING: dict[str, set[str]] = {k: {c for c, v in d.items() if v == "fail"} for k, d in KNOWN_VERDICTS.items()}
+FIELDS = {"id", "statement", "source", "provenance", "measured", "expected", "tolerance", "comparison", "relative", "passed",
+          "verdict", "method"}
 RUNTIME_GUARD_S = 90  # the budget is 45 s on 2 idle cores; the guard leaves room for a loaded CI machine
 
 
 def check_claim(c: dict) -> None:
     assert FIELDS <= set(c), f"claim {c.get('id')} lacks {FIELDS - set(c)}"
-    assert c["provenance"] in PROVENANCE and c["comparison"] in COMPARISONS
+    assert c["provenance"] in PROVENANCE and c["comparison"] in COMPARISONS and c["method"] in METHODS
     assert isinstance(c["passed"], bool) and c["statement"] and c["source"] and c["tolerance"] >= 0
+    assert c["passed"] is (c["verdict"] == "pass")
     m, e, tol = c["measured"], c["expected"], c["tolerance"]
+    if c["method"] == "control":
+        v = [d["verdict"] for d in c["details"]]
+        assert c["verdict"] == ("fail" if "pass" in v else "pass" if set(v) == {"fail"} else "inconclusive")
+        return
     if m is None:  # a non-finite measurement never passes
-        assert c["passed"] is False
+        assert c["verdict"] == "fail"
         return
     t = tol * (abs(e) if c["relative"] else 1.0)
-    want = {"within": abs(m - e) <= t, "at_most": m <= e + t, "at_least": m >= e - t}[c["comparison"]]
-    assert c["passed"] is want, c["id"]  # `passed` is computed from the numbers
+    holds = lambda x: {"within": abs(x - e) <= t, "at_most": x <= e + t, "at_least": x >= e - t}[c["comparison"]]  # noqa: E731
+    if c["method"] == "exact":
+        assert c["verdict"] == ("pass" if holds(m) else "fail"), c["id"]  # the verdict is computed from the numbers
+    elif c["method"] == "ordering":
+        s, conf = c["support"], c["confidence"]
+        want = "inconclusive" if s is None else "pass" if s >= conf else "fail" if s <= 1 - conf else "inconclusive"
+        assert c["verdict"] == want, c["id"]
+    else:  # an interval: pass only if both ends hold, never on the point estimate alone
+        lo, hi = c["interval"]
+        if lo is None or hi is None:
+            assert c["verdict"] == "inconclusive", c["id"]
+        elif holds(lo) and holds(hi):
+            assert c["verdict"] == "pass", c["id"]
+        else:
+            assert c["verdict"] != "pass", c["id"]
 
 
 def check_quick_outcome(outcome) -> None:
+    pinned = KNOWN_VERDICTS.get(outcome.name, {})
+    got = {cid: v for cid, v in outcome.verdicts.items() if v != "pass" or cid in pinned}
+    assert got == pinned, f"{outcome.name}: verdicts other than pass {got}, pinned {pinned}"
     known = KNOWN_FAILING.get(outcome.name, set())
-    assert set(outcome.failed) == known, f"{outcome.name}: failed claims {outcome.failed}, known failing {sorted(known)}"
     assert outcome.exit_code == (1 if known else 0)
     doc = json.loads((outcome.out / "claims.json").read_text())
     assert doc["experiment"] == outcome.name and doc["size"] == "quick"
@@ -42,13 +69,15 @@ def check_quick_outcome(outcome) -> None:
     assert len(ids) == len(set(ids)) >= 3
     for c in doc["claims"]:
         check_claim(c)
-        assert c["passed"] is (c["id"] not in known), c["id"]
+        assert c["verdict"] == pinned.get(c["id"], "pass"), c["id"]
         for d in c.get("details", []):
             check_claim(d)
     controls = [c for c in doc["claims"] if c["id"].startswith("control-")]
     assert controls, "every reproduction needs a negative control"
     for c in controls:  # the control passes because every one of its switched claims fails
-        assert c["details"] and not any(d["passed"] for d in c["details"]) and c["passed"]
+        if c["id"] in pinned:
+            continue
+        assert c["details"] and all(d["verdict"] == "fail" for d in c["details"]) and c["passed"]
         assert math.isclose(c["measured"], len(c["details"]))
     pngs = sorted(outcome.out.glob("*.png"))
     assert pngs and all(p.with_suffix(".pdf").stat().st_size > 0 for p in pngs)

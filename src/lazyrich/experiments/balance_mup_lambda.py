@@ -22,7 +22,7 @@ from ..models import MLP
 from ..observe.kernel import KernelDistance
 from ..tasks import teacher_student
 from ..theory import neuron_imbalance, predict_balance
-from .base import Claim, Context, reproduction
+from .base import Claim, Context, over_resamples, over_seeds, reproduction
 from .common import loglog_slope, on_device, values
 
 SOURCE = "blog joeyturn.github.io/blog/feature-learning-landscape (reconstructed); shared/theory/balancedness.md §5-6, experiments.md §9"
@@ -30,8 +30,8 @@ SOURCE_TAU = "Kunin et al. 2024 (arXiv 2406.06158) Fig. 1b (τ axis at δ = 0); 
 SCHEMES = ("sp", "ntp", "mup")
 
 QUICK = dict(d=30, c=10, widths=[64, 256, 1024], seeds=[0, 1, 2, 3],
-             tau=dict(d=20, width=50, n=200, taus=[0.1, 0.3, 1.0, 2.0], lr0=5e-3, steps=1000, seed=100),
-             gamma=dict(d=10, n=64, widths=[64, 256, 1024], exponents=[0.0, 0.25, 0.75], lr=0.5, steps=300, seed=0))
+             tau=dict(d=20, width=50, n=200, taus=[0.1, 0.3, 1.0, 2.0], lr0=5e-3, steps=1000, seeds=[100, 101, 102]),
+             gamma=dict(d=10, n=64, widths=[64, 256, 1024], exponents=[0.0, 0.25, 0.75], lr=0.5, steps=300, seeds=[0, 1, 2]))
 FULL = dict(QUICK, widths=[64, 256, 1024, 4096], seeds=list(range(8)),
             tau=dict(QUICK["tau"], taus=[0.1, 0.2, 0.5, 1.0, 2.0], steps=10_000),
             gamma=dict(QUICK["gamma"], widths=[64, 256, 1024, 4096], exponents=[0.0, 0.25, 0.5, 0.75, 1.0], steps=1000))
@@ -55,23 +55,25 @@ def init_sweep(cfg: dict) -> pd.DataFrame:
             rows.append(dict(scheme=scheme, width=w, lam=m["lam"].mean(), lam_se=m["lam"].std(ddof=1) / np.sqrt(len(m["lam"])),
                              lam_pred=p.lam, lam_std=p.lam_std, q_op=m["q_op"].mean(), q_op_pred=p.q_op,
                              q_op_std=p.q_op_std, q_op_limit=p.q_op_limit, r_med=np.median(m["r_med"]),
-                             r_med_pred=p.imbalance_median))
+                             r_med_pred=p.imbalance_median, lam_seeds=m["lam"], q_op_seeds=m["q_op"], r_med_seeds=m["r_med"]))
     return pd.DataFrame(rows)
 
 
 def init_claims(t: pd.DataFrame, scheme: str, widths: list[int], n_seeds: int, prefix: str = "") -> list[Claim]:
     """μP thesis claims on one scheme's rows: λ ∝ 1/w, ‖Q‖_op flat, r_k flat."""
     s = t[t.scheme == scheme].sort_values("width")
-    return [Claim(f"{prefix}lambda-slope", f"{scheme}: λ = tr Q/w at init falls like 1/width: fitted log-log slope of |λ| over "
-                  f"w ∈ {widths} (mean of {n_seeds} seeds) = −1 ± 0.15 (B§6: μP λ = (c − 1)/w; tolerance inferred)", SOURCE,
-                  "derived", loglog_slope(s.width, s.lam.abs()), -1.0, 0.15),
-            Claim(f"{prefix}q-op-not-vanishing", f"{scheme}: ‖Q‖_op at init does not vanish: at w = {widths[-1]} it stays at or "
-                  "above its wide limit max(p, q) (= 1 under μP): ‖Q‖_op / max(p, q) ≥ 1 − 0.05 (finite-width edge lies above "
-                  "the limit; 0.05 allows for Tracy–Widom spread)", SOURCE, "derived",
-                  float(s.q_op.iloc[-1] / s.q_op_limit.iloc[-1]), 1.0, 0.05, "at_least"),
-            Claim(f"{prefix}imbalance-flat", f"{scheme}: per-neuron lr-invariant imbalance median r_k at the largest width "
-                  "stays at its smallest-width value (|Δr| ≤ 0.1): neurons stay unbalanced while λ → 0", SOURCE, "derived",
-                  float(s.r_med.iloc[-1] - s.r_med.iloc[0]), 0.0, 0.1)]
+    lam = np.stack(s.lam_seeds.to_numpy())  # [widths, seeds]
+    return [over_resamples(f"{prefix}lambda-slope", f"{scheme}: λ = tr Q/w at init falls like 1/width: fitted log-log slope "
+                           f"of |λ| (mean of {n_seeds} seeds) over w ∈ {widths} = −1 ± 0.15 (B§6: μP λ = (c − 1)/w; tolerance "
+                           "inferred); interval: percentile bootstrap over the seeds", SOURCE, "derived", n_seeds,
+                           lambda idx: loglog_slope(s.width, np.abs(lam[:, idx].mean(1))), -1.0, 0.15),
+            over_seeds(f"{prefix}q-op-not-vanishing", f"{scheme}: ‖Q‖_op at init does not vanish: at w = {widths[-1]} it stays at "
+                       "or above its wide limit max(p, q) (= 1 under μP): ‖Q‖_op / max(p, q), mean over seeds, ≥ 1 − 0.05 "
+                       "(finite-width edge lies above the limit; 0.05 allows for Tracy–Widom spread)", SOURCE, "derived",
+                       s.q_op_seeds.iloc[-1] / s.q_op_limit.iloc[-1], 1.0, 0.05, "at_least"),
+            over_seeds(f"{prefix}imbalance-flat", f"{scheme}: per-neuron lr-invariant imbalance median r_k at the largest width "
+                       "stays at its smallest-width value (|Δr| ≤ 0.1, per seed index, mean over seeds): neurons stay "
+                       "unbalanced while λ → 0", SOURCE, "derived", s.r_med_seeds.iloc[-1] - s.r_med_seeds.iloc[0], 0.0, 0.1)]
 
 
 def kernel_distance_final(ens, data, steps: int) -> np.ndarray:  # noqa: ANN001 - Ensemble, Data
@@ -81,31 +83,42 @@ def kernel_distance_final(ens, data, steps: int) -> np.ndarray:  # noqa: ANN001 
 
 
 def tau_sweep(cfg: dict, device: str) -> tuple[np.ndarray, float]:
-    """Kernel distance after training for balanced (δ_k = 0, λ = 0) two-layer ReLU inits over τ; and max |λ| at init."""
-    data = on_device(teacher_student(cfg["d"], 3, cfg["n"], 100, seed=cfg["seed"]), device)
-    rows = [{"tau": t, "delta": 0.0, "seed": cfg["seed"], "lr": cfg["lr0"] / t**2} for t in cfg["taus"]]
-    ens = build(MLP((cfg["d"], cfg["width"], 1), "relu"), rows, init="kunin", loss_scale=1.0, device=device)
-    Q = conserved(ens.params["W2"], ens.params["W1"], ens.lr["W2"], ens.lr["W1"])
-    lam = float(torch.diagonal(Q, dim1=-2, dim2=-1).sum(-1).abs().max()) / cfg["width"]
-    return kernel_distance_final(ens, data, cfg["steps"]), lam
+    """Kernel distance after training for balanced (δ_k = 0, λ = 0) two-layer ReLU inits over τ, [seeds, τ]
+    (teacher, data and student drawn by the seed); and max |λ| at init."""
+    out, lam = [], 0.0
+    for seed in cfg["seeds"]:
+        data = on_device(teacher_student(cfg["d"], 3, cfg["n"], 100, seed=seed), device)
+        rows = [{"tau": t, "delta": 0.0, "seed": seed, "lr": cfg["lr0"] / t**2} for t in cfg["taus"]]
+        ens = build(MLP((cfg["d"], cfg["width"], 1), "relu"), rows, init="kunin", loss_scale=1.0, device=device)
+        Q = conserved(ens.params["W2"], ens.params["W1"], ens.lr["W2"], ens.lr["W1"])
+        lam = max(lam, float(torch.diagonal(Q, dim1=-2, dim2=-1).sum(-1).abs().max()) / cfg["width"])
+        out.append(kernel_distance_final(ens, data, cfg["steps"]))
+    return np.stack(out), lam
 
 
-def gamma_sweep(cfg: dict, device: str) -> dict[float, list[float]]:
-    """Kernel distance after training μP two-layer ReLU nets with γ = w^{-a} (output / γ, lrs × γ², Atanasov's dial)."""
-    data = on_device(teacher_student(cfg["d"], 2, cfg["n"], 10, seed=cfg["seed"]), device)
-    out: dict[float, list[float]] = {a: [] for a in cfg["exponents"]}
+def gamma_sweep(cfg: dict, device: str) -> dict[float, np.ndarray]:
+    """Kernel distance after training μP two-layer ReLU nets with γ = w^{-a} (output / γ, lrs × γ², Atanasov's dial),
+    [widths, seeds] per exponent a (teacher and data drawn by the seed)."""
+    out: dict[float, list[list[float]]] = {a: [] for a in cfg["exponents"]}
     for w in cfg["widths"]:
-        rows = [{"gamma": float(w) ** -a, "seed": cfg["seed"]} for a in cfg["exponents"]]
-        ens = build(MLP((cfg["d"], w, 1), "relu"), rows, scheme="mup", lr=cfg["lr"], device=device)
-        for a, s in zip(cfg["exponents"], kernel_distance_final(ens, data, cfg["steps"])):
-            out[a].append(float(s))
-    return out
+        per = {a: [] for a in cfg["exponents"]}
+        for seed in cfg["seeds"]:
+            data = on_device(teacher_student(cfg["d"], 2, cfg["n"], 10, seed=seed), device)
+            rows = [{"gamma": float(w) ** -a, "seed": seed} for a in cfg["exponents"]]
+            ens = build(MLP((cfg["d"], w, 1), "relu"), rows, scheme="mup", lr=cfg["lr"], device=device)
+            for a, s in zip(cfg["exponents"], kernel_distance_final(ens, data, cfg["steps"])):
+                per[a].append(float(s))
+        for a in cfg["exponents"]:
+            out[a].append(per[a])
+    return {a: np.asarray(v) for a, v in out.items()}
 
 
 @reproduction("balance-mup-lambda", "Blog thesis tested: μP's λ → 0 but ‖Q‖_op and per-neuron imbalance do not; "
               "λ = 0 is lazy at large τ; the γ-laziness threshold",
               quick=QUICK, full=FULL, runtime={"quick": "9-11 s (1 thread, loaded 2-core CPU)", "full": "4.5 min CPU (1 thread, loaded)"},
-              source=SOURCE)
+              source=SOURCE, knobs={"gamma.steps": [100, 1000], "tau.steps": [300, 3000]},
+              decisive=["lambda-slope", "q-op-not-vanishing", "imbalance-flat", "tau-large-lazy", "tau-small-rich",
+                        "gamma-mup-rich", "gamma-slow-shrink-lazy", "gamma-fast-shrink-lazy"])
 def run(ctx: Context) -> None:
     cfg = ctx.cfg
     t = init_sweep(cfg)
@@ -125,22 +138,24 @@ def run(ctx: Context) -> None:
     s_tau, lam0 = tau_sweep(tc, ctx.device)
     ctx.claim("tau-balanced-init", "τ sweep inits are exactly balanced: max |tr Q|/w ≤ 1e-12", SOURCE_TAU, "derived",
               lam0, 0.0, 1e-12)
-    ctx.claim("tau-large-lazy", f"balance alone is not rich: at λ = 0, S(0,T) at τ = {max(tc['taus']):g} ≤ 0.05 "
-              "(lazy; threshold inferred, bottom of Kunin's 0–0.6 scale)", SOURCE_TAU, "inferred", s_tau[-1], 0.05, 0.0,
-              "at_most")
-    ctx.claim("tau-small-rich", f"at λ = 0 and τ = {min(tc['taus']):g} the same pipeline is rich: S(0,T) ≥ 0.1 "
-              "(threshold inferred)", SOURCE_TAU, "inferred", s_tau[0], 0.1, 0.0, "at_least")
+    ctx.over_seeds("tau-large-lazy", f"balance alone is not rich: at λ = 0, S(0,T) at τ = {max(tc['taus']):g} ≤ 0.05, mean "
+                   "over seeds (lazy; threshold inferred, bottom of Kunin's 0–0.6 scale)", SOURCE_TAU, "inferred",
+                   s_tau[:, -1], 0.05, 0.0, "at_most")
+    ctx.over_seeds("tau-small-rich", f"at λ = 0 and τ = {min(tc['taus']):g} the same pipeline is rich: S(0,T) ≥ 0.1, mean over "
+                   "seeds (threshold inferred)", SOURCE_TAU, "inferred", s_tau[:, 0], 0.1, 0.0, "at_least")
     # (3) the blog's γ claim
     gc = cfg["gamma"]
     s_gamma = gamma_sweep(gc, ctx.device)
-    slopes = {a: loglog_slope(gc["widths"], v) for a, v in s_gamma.items()}
-    ctx.claim("gamma-mup-rich", "γ = 1 (a = 0): μP kernel distance does not vanish with width: slope ≥ −0.15 (inferred)",
-              SOURCE, "inferred", slopes[0.0], -0.15, 0.0, "at_least")
-    ctx.claim("gamma-slow-shrink-lazy", "γ = w^{-1/4} shrinks slower than w^{-1/2}, yet S(0,T) → 0 with width: fitted slope "
-              "≤ −0.25 (S ∝ γ² predicts −0.5; contradicts the blog's reading that a lazy limit needs γ ≪ w^{-1/2}; "
-              "threshold inferred)", SOURCE, "inferred", slopes[0.25], -0.25, 0.0, "at_most")
-    ctx.claim("gamma-fast-shrink-lazy", "γ = w^{-3/4}: S(0,T) → 0 faster: fitted slope ≤ −1 (S ∝ γ² predicts −1.5; inferred)",
-              SOURCE, "inferred", slopes[0.75], -1.0, 0.0, "at_most")
+    per_seed = {a: [loglog_slope(gc["widths"], v[:, j]) for j in range(v.shape[1])] for a, v in s_gamma.items()}
+    slopes = {a: loglog_slope(gc["widths"], v.mean(1)) for a, v in s_gamma.items()}
+    ctx.over_seeds("gamma-mup-rich", "γ = 1 (a = 0): μP kernel distance does not vanish with width: slope fitted per seed, "
+                   "mean over seeds ≥ −0.15 (inferred)", SOURCE, "inferred", per_seed[0.0], -0.15, 0.0, "at_least")
+    ctx.over_seeds("gamma-slow-shrink-lazy", "γ = w^{-1/4} shrinks slower than w^{-1/2}, yet S(0,T) → 0 with width: slope "
+                   "fitted per seed, mean over seeds ≤ −0.25 (S ∝ γ² predicts −0.5; contradicts the blog's reading that a "
+                   "lazy limit needs γ ≪ w^{-1/2}; threshold inferred)", SOURCE, "inferred", per_seed[0.25], -0.25, 0.0,
+                   "at_most")
+    ctx.over_seeds("gamma-fast-shrink-lazy", "γ = w^{-3/4}: S(0,T) → 0 faster: slope fitted per seed, mean over seeds ≤ −1 "
+                   "(S ∝ γ² predicts −1.5; inferred)", SOURCE, "inferred", per_seed[0.75], -1.0, 0.0, "at_most")
     ctx.note(f"Measured kernel-distance width slopes for γ = w^(-a): {', '.join(f'a = {a:g}: {s:+.2f}' for a, s in slopes.items())}. "
              "S falls with width for every a > 0, not only for a > 1/2: the blog's γ threshold, as reconstructed in "
              "shared/theory/balancedness.md, does not hold for the kernel distance. S ∝ γ² (slope −2a) is only a rough "
@@ -167,12 +182,12 @@ def _figures(ctx: Context, t: pd.DataFrame, cfg: dict, s_tau: np.ndarray, s_gamm
     ctx.figure(fig, "init_balance", "At init vs width (d = 30, c = 10): μP's λ falls like 1/width, but ‖Q‖_op stays O(1) and "
                "the lr-invariant per-neuron imbalance does not move; dashed: predict_balance.")
     fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.8))
-    axes[0].semilogx(cfg["tau"]["taus"], s_tau, "o-")
+    axes[0].semilogx(cfg["tau"]["taus"], s_tau.mean(0), "o-")
     axes[0].set_xlabel("τ (init scale), δ_k = 0 for every neuron")
     axes[0].set_ylabel("kernel distance S(0, T)")
     axes[0].set_title("balanced (λ = 0) is lazy at large τ")
     for a, v in s_gamma.items():
-        axes[1].loglog(cfg["gamma"]["widths"], np.maximum(v, 1e-16), "o-", label=f"γ = w^(-{a:g})")
+        axes[1].loglog(cfg["gamma"]["widths"], np.maximum(v.mean(1), 1e-16), "o-", label=f"γ = w^(-{a:g})")
     axes[1].set_xlabel("width")
     axes[1].set_ylabel("kernel distance S(0, T)")
     axes[1].set_title("μP with γ = w^(-a)")

@@ -22,13 +22,13 @@ from ..observe.core import Conserved
 from ..observe.kernel import KernelDistance
 from ..tasks import teacher_student
 from ..theory.balance import conserved_step, neuron_imbalance
-from .base import Claim, Context, reproduction
+from .base import Claim, Context, over_seeds, reproduction
 from .common import on_device
 
 SOURCE = "Kunin et al. 2024 §3 and the blog's weight-decay section; shared/theory/balancedness.md §4"
 LINEAR = dict(d=5, h=7, c=3, n=11, seed=3, lr=0.7, kappa=0.05, T=30.0, records=31,
               unequal_lr=[1.5, 0.3], gd_lr=[0.09, 0.04], gd_kappa=[0.5, 0.2], gd_steps=500)
-QUICK = dict(linear=LINEAR, d=20, k=3, n=200, width=50, tau=1.0, delta=-1.0, lr=0.05, kappa=0.01, steps=3000, seeds=[0, 1])
+QUICK = dict(linear=LINEAR, d=20, k=3, n=200, width=50, tau=1.0, delta=-1.0, lr=0.05, kappa=0.01, steps=3000, seeds=[0, 1, 2])
 FULL = dict(linear=dict(LINEAR, T=60.0, records=121, gd_steps=5000), d=100, k=3, n=1000, width=50, tau=1.0, delta=-1.0,
             lr=0.05, kappa=0.01, steps=6000, seeds=list(range(4)))
 
@@ -79,7 +79,8 @@ def gd_step_law(cfg: dict, device: str) -> float:
 
 
 def relu_runs(cfg: dict, kappa: float, device: str) -> dict[str, np.ndarray]:
-    """Kunin-init ReLU students trained with decay 0 and `kappa`: per-arm time series (seed means)."""
+    """Kunin-init ReLU students trained with decay 0 and `kappa`: per-arm time series (seed means; per seed
+    [seeds, records] under the keys ending in `_s`)."""
     data = on_device(teacher_student(cfg["d"], cfg["k"], cfg["n"], 1000, seed=0), device)
     rows = [{"tau": cfg["tau"], "delta": cfg["delta"], "seed": s, "weight_decay": kap, "lr": cfg["lr"]}
             for kap in (0.0, kappa) for s in cfg["seeds"]]
@@ -92,9 +93,11 @@ def relu_runs(cfg: dict, kappa: float, device: str) -> dict[str, np.ndarray]:
     out = {"steps": np.array(record, float), "time": np.array(record, float) * cfg["lr"]}
     for obs in ("kernel_distance", "neuron_imbalance", "diagonal_imbalance", "delta_mean", "delta_abs"):
         layer = "" if obs == "kernel_distance" else "W1-W2"
-        g = r[(r.observable == obs) & (r.layer == layer)].groupby(["weight_decay", "step"])["value"].mean()
-        out[f"{obs}_none"] = g.loc[0.0].to_numpy()
-        out[f"{obs}_wd"] = g.loc[kappa].to_numpy()
+        g = r[(r.observable == obs) & (r.layer == layer)].groupby(["weight_decay", "seed", "step"])["value"].mean()
+        for arm, kap in (("none", 0.0), ("wd", kappa)):
+            per = g.loc[kap].unstack("step").to_numpy()
+            out[f"{obs}_{arm}_s"] = per
+            out[f"{obs}_{arm}"] = per.mean(0)
     return out
 
 
@@ -116,22 +119,33 @@ class _Imbalance:
         yield Observation("delta_abs", "W1-W2", delta.abs().mean(-1))
 
 
-def relu_claims(res: dict[str, np.ndarray], prefix: str = "") -> list[Claim]:
-    """Decay arm vs no-decay arm at the end of training (also evaluated on the κ = 0 control)."""
-    end = lambda key: float(res[f"{key}_wd"][-1] / res[f"{key}_none"][-1])  # noqa: E731
+def relu_claims(res: dict[str, np.ndarray], prefix: str = "", at: int = -1) -> list[Claim]:
+    """Decay arm vs no-decay arm at record `at` (default the end; also evaluated on the κ = 0 control): per-seed
+    ratios (same seed, same init in both arms), mean over seeds with its bootstrap interval."""
+    end = lambda key: res[f"{key}_wd_s"][:, at] / res[f"{key}_none_s"][:, at]  # noqa: E731
     return [
-        Claim(f"{prefix}wd-more-balanced", "with weight decay the students end more balanced (the blog's λ(t) = λ(0)e^{−2κηt}): "
-              "mean |δ_k|, decay ÷ no decay ≤ 0.5 (threshold inferred)", SOURCE, "paper", end("delta_abs"), 0.5, 0.0, "at_most"),
-        Claim(f"{prefix}wd-more-balanced-relative", "… also relative to the neurons' size: Σ|δ_k| / Σ(a_k² + ||w_k||²), decay ÷ "
-              "no decay ≤ 0.9 (threshold inferred)", SOURCE, "inferred", end("diagonal_imbalance"), 0.9, 0.0, "at_most"),
-        Claim(f"{prefix}wd-richer", "… and with a larger kernel distance: S(0,T) with decay ÷ without ≥ 2 (threshold inferred)",
-              SOURCE, "inferred", end("kernel_distance"), 2.0, 0.0, "at_least"),
+        over_seeds(f"{prefix}wd-more-balanced", "with weight decay the students end more balanced (the blog's λ(t) = "
+                   "λ(0)e^{−2κηt}): mean |δ_k|, decay ÷ no decay ≤ 0.5, mean over seeds (threshold inferred)", SOURCE, "paper",
+                   end("delta_abs"), 0.5, 0.0, "at_most"),
+        over_seeds(f"{prefix}wd-more-balanced-relative", "… also relative to the neurons' size: Σ|δ_k| / Σ(a_k² + ||w_k||²), "
+                   "decay ÷ no decay ≤ 0.9, mean over seeds (threshold inferred)", SOURCE, "inferred", end("diagonal_imbalance"),
+                   0.9, 0.0, "at_most"),
+        over_seeds(f"{prefix}wd-richer", "… and with a larger kernel distance: S(0,T) with decay ÷ without ≥ 2, mean over seeds "
+                   "(threshold inferred)", SOURCE, "inferred", end("kernel_distance"), 2.0, 0.0, "at_least"),
     ]
+
+
+def delta_decay_claim(res: dict[str, np.ndarray], kappa: float, at: int) -> Claim:
+    decay = float(np.exp(-2 * kappa * res["time"][at]))
+    return over_seeds("wd-delta-decay", f"per-neuron δ under GD with decay shrinks like e^{{−2κηt}} = {decay:.3g}: "
+                      "mean δ(t)/δ(0) within 10 %, mean over seeds (GD adds O(η²) gradient terms)", SOURCE, "derived",
+                      res["delta_mean_wd_s"][:, at] / res["delta_mean_wd_s"][:, 0], decay, 0.1, relative=True)
 
 
 @reproduction("balance-weight-decay", "Weight decay: Q(t) = Q(0)exp(-2κηt) under gradient flow; decayed nets end balanced and richer",
               quick=QUICK, full=FULL, runtime={"quick": "6 s (1 thread; 14 s on a loaded 2-core CPU)", "full": "64 s CPU (1 thread, measured); no GPU run"},
-              source=SOURCE)
+              source=SOURCE, knobs={"d": [10, 50], "seeds": [[0, 1, 2, 3, 4, 5]]},
+              decisive=["wd-more-balanced", "wd-more-balanced-relative", "wd-richer", "wd-delta-decay"])
 def run(ctx: Context) -> None:
     cfg, lin = ctx.cfg, ctx.cfg["linear"]
     t, q_eq, rho = gf_decay(lin, (1.0, 1.0), ctx.device)
@@ -153,12 +167,12 @@ def run(ctx: Context) -> None:
     res = relu_runs(cfg, cfg["kappa"], ctx.device)
     for c in relu_claims(res):
         ctx.add(c)
-    decay = float(np.exp(-2 * cfg["kappa"] * res["time"][-1]))
-    ctx.claim("wd-delta-decay", f"per-neuron δ under GD with decay shrinks like e^{{−2κηt}} = {decay:.3g}: "
-              "mean δ(T)/δ(0) within 10 % (GD adds O(η²) gradient terms)", SOURCE, "derived",
-              float(res["delta_mean_wd"][-1] / res["delta_mean_wd"][0]), decay, 0.1, relative=True)
+    ctx.add(delta_decay_claim(res, cfg["kappa"], -1))
+    ctx.at_checkpoints([int(s) for s in res["steps"][4::4]], lambda step: (
+        relu_claims(res, at=int(np.flatnonzero(res["steps"] == step)[0]))
+        + [delta_decay_claim(res, cfg["kappa"], int(np.flatnonzero(res["steps"] == step)[0]))]))
     same = dict(res)
-    same.update({f"{k}_wd": res[f"{k}_none"] for k in ("delta_abs", "diagonal_imbalance", "kernel_distance")})
+    same.update({f"{k}_wd_s": res[f"{k}_none_s"] for k in ("delta_abs", "diagonal_imbalance", "kernel_distance")})
     ctx.control("control-no-decay", "no weight decay in the decayed arm: 'more balanced' and 'richer' must all fail",
                 SOURCE, relu_claims(same, prefix="no-decay-"))
     ctx.note("Scale-free caveat: the lr-invariant per-neuron ratio |δ_k|/(|a_k| ||w_k||) is left unchanged by pure decay "

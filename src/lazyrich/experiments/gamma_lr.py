@@ -121,7 +121,9 @@ def collapse_claim(deviation: float, prefix: str) -> Claim:
 
 @reproduction("gamma-lr", "optimal raw lr vs γ: slopes 2 (γ ≪ 1) and 2/L (γ ≫ 1); ultra-rich plateau-then-drop and its collapse",
               quick=QUICK, full=FULL, runtime={"quick": "10 s (2 CPU cores)", "full": "3.6 min CPU (1 thread)"},
-              source=SOURCE)
+              source=SOURCE, knobs={"lr_grid": [[-7, 4, 67], [-7, 4, 265]], "ultra_steps": [750, 3000]},
+              decisive=["slope-small-gamma-L2", "slope-large-gamma-L2", "slope-small-gamma-L3", "slope-large-gamma-L3",
+                        "max-lr-vs-theory", "escape-time", "plateau-slope", "collapse"])
 def run(ctx: Context) -> None:
     cfg = ctx.cfg
     eta = {L: max_lr(L, cfg, centred=True, gamma_lr=False, device=ctx.device) for L in cfg["depths"]}
