@@ -111,3 +111,21 @@ def test_every_test_named_in_guarantees_exists():
     assert len(named) >= 15 and named <= defined, sorted(named - defined)
     for path in re.findall(r"`(tests/[\w/]+\.py)", text):
         assert (root / path).is_file(), path
+
+
+def test_runs_list_on_a_store_loads_no_torch_or_pandas(tmp_path, tiny):
+    """`runs list` answers from DuckDB alone (the import graph, not wall time, is what is tested)."""
+    import json
+    import subprocess
+    import sys
+
+    from lazyrich.sweep import run_sweep
+
+    store = tmp_path / "s.duckdb"
+    run_sweep(tiny(), store, threads=1, progress=False)
+    code = ("import json, sys\nfrom lazyrich.cli import main\nsys.argv = ['lazyrich', 'runs', 'list', '--store', sys.argv[1]]\n"
+            "code = 0\ntry:\n    main()\nexcept SystemExit as e:\n    code = e.code or 0\n"
+            "print(json.dumps([code, sorted(m for m in ('torch', 'pandas', 'matplotlib') if m in sys.modules)]))")
+    p = subprocess.run([sys.executable, "-c", code, str(store)], capture_output=True, text=True, timeout=120)
+    out = p.stdout.strip().splitlines()
+    assert "tiny" in p.stdout and json.loads(out[-1]) == [0, []], p.stdout + p.stderr

@@ -53,16 +53,16 @@ def runs_list(store: Path = typer.Option(DEFAULT_STORE, "--store", help=STORE_HE
 
     from .store import Store
 
-    frame = Store(store).runs()
-    if frame.empty:
+    rows = Store(store).run_rows()
+    if not rows:
         typer.echo(f"no runs in {store}")
         return
     table = Table(title=str(store))
     for col in ("run_id", "status", "members", "chunks", "device", "backend", "started (UTC)"):
         table.add_column(col)
-    for r in frame.itertuples():
-        table.add_row(r.run_id, r.status, str(r.n_members), f"{r.chunks_done}/{r.n_chunks}", r.device, r.backend,
-                      f"{r.started_at:%Y-%m-%d %H:%M:%S}")
+    for r in rows:
+        table.add_row(r["run_id"], r["status"], str(r["n_members"]), f"{r['chunks_done']}/{r['n_chunks']}", r["device"],
+                      r["backend"], f"{r['started_at']:%Y-%m-%d %H:%M:%S}")
     Console(width=160).print(table)
 
 

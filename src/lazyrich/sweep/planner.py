@@ -18,11 +18,10 @@ import pandas as pd
 
 from ..errors import require
 from .expr import evaluate
+from .keys import INT_KEYS, STR_KEYS
 from .spec import MEMBER_KEYS, Axis, Choice, Integers, LogUniform, SweepSpec
 
 GROUP_KEYS = ("task", "task_seed", "width", "depth", "activation", "optimizer")
-INT_KEYS = ("task_seed", "width", "depth", "seed")
-STR_KEYS = ("task", "activation", "scheme", "optimizer")
 _OPTIMIZER_SLOTS = {"gd": 0, "sgd": 0, "momentum": 1, "adam": 2, "muon": 1, "spectral": 0}
 _CHEAP_OBSERVERS = {"loss", "conserved"}
 MAX_MEMBERS = 10_000_000

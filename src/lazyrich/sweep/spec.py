@@ -27,6 +27,7 @@ from .limits import (INT64_MAX, MAX_DEPTH, MAX_MEMBERS, MAX_MESSAGE, MAX_RECORD_
                      block_count, one_line, short_repr, value_count)
 from ..ensemble import INITS
 from ..errors import LazyrichError
+from .keys import MEMBER_NAMES
 from ..models.activations import NAMES as ACTIVATIONS
 from ..observe.base import Data
 from ..param.schemes import SCHEMES
@@ -405,6 +406,7 @@ MEMBER_KEYS: dict[str, Any] = {
     "scheme": Literal[SCHEMES], "optimizer": Literal[OPTIMIZER_KINDS], "gamma": _Pos, "lr": _Pos,
     "weight_decay": _NonNeg, "seed": _Seed, "tau": _Pos, "delta": _Finite, "lam": _Finite, "std_scale": _NonNeg,
 }
+assert tuple(MEMBER_KEYS) == MEMBER_NAMES, "sweep.keys.MEMBER_NAMES must list MEMBER_KEYS in order"
 NUMERIC_KEYS = ("task_seed", "width", "depth", "gamma", "lr", "weight_decay", "seed", "tau", "delta", "lam", "std_scale")
 _ADAPTERS = {k: TypeAdapter(t) for k, t in MEMBER_KEYS.items()}
 

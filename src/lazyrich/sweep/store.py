@@ -25,14 +25,15 @@ import secrets
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import duckdb
-import pandas as pd
 
 from ..errors import LazyrichError, require
-from .planner import INT_KEYS, STR_KEYS
-from .spec import MEMBER_KEYS
+
+if TYPE_CHECKING:
+    import pandas as pd
+from .keys import INT_KEYS, MEMBER_NAMES as MEMBER_KEYS, STR_KEYS
 
 DEFAULT_STORE = Path("lazyrich-runs") / "lazyrich.duckdb"
 SCHEMA_VERSION = 2
@@ -289,12 +290,20 @@ class Store:
         require(row is not None, f"no run {run_id!r} in {self.path}: see `lazyrich runs list`")
         return json.loads(row[0])["spec"]
 
+    _RUNS = ("SELECT r.run_id, r.status, r.n_members, r.n_chunks, coalesce(c.done, 0) AS chunks_done, r.device, "
+             "r.backend, r.started_at, r.ended_at FROM runs r LEFT JOIN (SELECT run_id, count(*) AS done FROM chunks "
+             "GROUP BY run_id) c USING (run_id) ORDER BY r.started_at")
+
     def runs(self) -> pd.DataFrame:
         with self.connect() as con:
-            return con.execute(
-                "SELECT r.run_id, r.status, r.n_members, r.n_chunks, coalesce(c.done, 0) AS chunks_done, r.device, "
-                "r.backend, r.started_at, r.ended_at FROM runs r LEFT JOIN (SELECT run_id, count(*) AS done FROM chunks "
-                "GROUP BY run_id) c USING (run_id) ORDER BY r.started_at").df()
+            return con.execute(self._RUNS).df()
+
+    def run_rows(self) -> list[dict[str, Any]]:
+        """`runs()` as plain rows: no pandas, so `lazyrich runs list` answers without loading it."""
+        with self.connect() as con:
+            cur = con.execute(self._RUNS)
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, row)) for row in cur.fetchall()]
 
     def run(self, run_id: str) -> dict[str, Any]:
         with self.connect() as con:
