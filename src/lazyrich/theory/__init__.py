@@ -4,7 +4,7 @@ overlays its prediction without glue (`overlay(run.records(), prediction)`).
 | module | solution |
 |---|---|
 | `single_neuron` | Kunin et al.: a(t), w(t), β, μ, φ, S(0,t) for any δ and rates; basin; implicit bias Ψ_δ |
-| `wide_linear` | Dominé et al. λ-balanced QQᵀ solution (function, grams, NTK); Kunin Thm 4.2 isotropic dynamics |
+| `wide_linear` | Dominé et al. λ-balanced solution as a rank-h factor (function, grams, NTK); Kunin Thm 4.2 isotropic dynamics |
 | `saxe` | Saxe et al. sigmoidal modes and learning times |
 | `one_d` | 1-D-data two-layer linear net (Xu & Ziyin): p, ζ, NTK ratio, χ, phase boundary, mechanisms |
 | `agf` | Alternating Gradient Flows: generic algorithm and the linear-network closed form |
@@ -29,6 +29,7 @@ def _register_observers() -> None:
 __getattr__, __dir__, _ = attach(__name__, {
     "agf": ["AGFPrediction", "agf", "linear_agf"],
     "atanasov": ["lr_law", "toy_max_lr", "toy_sharpness"],
+    "checks": ["IllConditionedWarning"],
     "balance": ["PairBalance", "conserved_step", "conserved_under_decay", "decay_rate", "neuron_imbalance", "one_d_step_factor", "predict_balance", "warmup_regime"],
     "one_d": ["laziness", "mechanism", "mechanism_case", "one_d", "one_d_inputs", "phase", "phase_exponent"],
     "regime": ["RegimePrediction", "predict_regime", "predict_regime_from_table", "predict_regime_on_data"],
@@ -51,12 +52,13 @@ __all__ = [
     "one_d_step_factor", "warmup_regime",
     "lr_law", "toy_sharpness", "toy_max_lr",
     "predict_regime", "predict_regime_from_table", "predict_regime_on_data", "RegimePrediction",
-    "relinearized_kernel_distance",
+    "relinearized_kernel_distance", "IllConditionedWarning",
 ]
 
 if TYPE_CHECKING:
     from .agf import AGFPrediction, agf, linear_agf
     from .atanasov import lr_law, toy_max_lr, toy_sharpness
+    from .checks import IllConditionedWarning
     from .balance import (PairBalance, conserved_step, conserved_under_decay, decay_rate, neuron_imbalance,
                           one_d_step_factor, predict_balance, warmup_regime)
     from .one_d import laziness, mechanism, mechanism_case, one_d, one_d_inputs, phase, phase_exponent
