@@ -2,6 +2,7 @@
 
     python bench/step_profile.py              # E = 1 and a cache-sized ensemble, both sizes, float64, 1 thread
     python bench/step_profile.py --kernel batched
+    python bench/step_profile.py --flow       # gradient flow: accepted steps/s and time per accepted step
 
 For each case it prints the wall time per step (process CPU time, best of 3: robust on a shared
 machine), then the profiler's count of ATen dispatches per step and their self time by class:
@@ -125,5 +126,49 @@ def main() -> None:
           "(interpreter, pointwise arithmetic, small products). Floor of a PyTorch step: GEMM µs + disp. µs")
 
 
-if __name__ == "__main__":
+if __name__ == "__main__" and "--flow" not in __import__("sys").argv:
     main()
+
+
+def flow_cost(d: int, h: int, n: int, members: int, horizon: float) -> tuple[int, int, float]:
+    """(accepted steps, right-hand-side evaluations, seconds) of `lazyrich.flow` over [0, horizon]
+    (dopri8, the default tolerances), counted by wrapping the solver's step and the gradient."""
+    import torchdiffeq._impl.rk_common as rk
+
+    import importlib
+    flow_module = importlib.import_module("lazyrich.dynamics.flow")  # the module (the package exports the function)
+    ens, data = _case(d, h, n, members)
+    counts = {"accepted": 0, "rhs": 0}
+    step, grads = rk.RKAdaptiveStepsizeODESolver._adaptive_step, flow_module.loss_and_grads
+
+    def counted_step(self, rk_state):  # accepted when the solver's time moved
+        new = step(self, rk_state)
+        counts["accepted"] += int(bool(new.t1 != rk_state.t1))
+        return new
+
+    def counted_grads(*args, **kwargs):
+        counts["rhs"] += 1
+        return grads(*args, **kwargs)
+    rk.RKAdaptiveStepsizeODESolver._adaptive_step, flow_module.loss_and_grads = counted_step, counted_grads
+    try:
+        start = time.process_time()
+        lazyrich.flow(ens, data, [0.0, horizon], observers=())
+        return counts["accepted"], counts["rhs"], time.process_time() - start
+    finally:
+        rk.RKAdaptiveStepsizeODESolver._adaptive_step, flow_module.loss_and_grads = step, grads
+
+
+def flow_main() -> None:
+    torch.set_num_threads(1)
+    print(f"gradient flow (dopri8, rtol 1e-10, atol 1e-12), float64, 1 thread, load average {os.getloadavg()[0]:.2f}")
+    print(f"{'size':6} {'E':>3} {'horizon':>7} {'accepted':>8} {'rhs evals':>9} {'accepted/s':>10} {'ms/accepted':>11} {'µs/rhs':>8}")
+    for size, (d, h, n, big) in SIZES.items():
+        for members in (1, big):
+            horizon = 0.05 if size == "fig1" else 0.5
+            acc, evals, sec = flow_cost(d, h, n, members, horizon)
+            print(f"{size:6} {members:3d} {horizon:7.1f} {acc:8d} {evals:9d} {acc / sec:10.1f} {1e3 * sec / max(acc, 1):11.2f} "
+                  f"{1e6 * sec / evals:8.1f}")
+
+
+if __name__ == "__main__" and "--flow" in __import__("sys").argv:
+    flow_main()

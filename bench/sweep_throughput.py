@@ -11,8 +11,8 @@ Rows, for the Kunin Fig. 1 size (d=100, h=50, n=1000) and a small net (d=10, h=5
   authors' step       the same loop doing exactly what the authors' `fit_nn_gd` step does
                       (getrichquick/two-layer-relu/utils.py: per-step checkpoint tests, ReLU
                       derivative by masked assignment into a transposed view, np.outer): "× authors"
-  lazyrich E=1        lazyrich.train on one configuration, one thread: a per-configuration loop of
-                      the core engine ("× E=1")
+  lazyrich E=1        lazyrich.train on one configuration, one thread, its default kernel (the README's
+                      call): a per-configuration loop of the engine ("× E=1")
   core                lazyrich.train on an ensemble chunk as the core ships it (models.mse_grads: per-member
                       batched backprop, any depth), float64, N threads
   fused               lazyrich.train(kernel="fused") (dynamics.fused two-layer pass: one GEMM for all
@@ -140,7 +140,7 @@ def _ensemble(d: int, h: int, n: int, members: int, dtype: torch.dtype, device: 
     return ens, data
 
 
-def train_rate(d: int, h: int, n: int, members: int, dtype: torch.dtype, device: str, fused: bool,
+def train_rate(d: int, h: int, n: int, members: int, dtype: torch.dtype, device: str, fused: bool | None,
                seconds: float, threads: int) -> float:
     """Config-steps/s of lazyrich.train (no observers) on one ensemble chunk; `fused` swaps in the
     two-layer pass of dynamics.fused for the core's loss_and_grads."""
@@ -148,13 +148,13 @@ def train_rate(d: int, h: int, n: int, members: int, dtype: torch.dtype, device:
 
     torch.set_num_threads(threads)
     ens, data = _ensemble(d, h, n, members, dtype, device)
-    kernel = "fused" if fused else "batched"
-    lazyrich.train(ens, data, 3, record=[], observers=(), kernel=kernel)
+    kw = {} if fused is None else {"kernel": "fused" if fused else "batched"}  # None: train's default
+    lazyrich.train(ens, data, 3, record=[], observers=(), **kw)
     _sync(device)
     steps = 5
     while True:  # grow the step count until one call lasts `seconds`
         start = clock()
-        lazyrich.train(ens, data, steps, record=[], observers=(), kernel=kernel)
+        lazyrich.train(ens, data, steps, record=[], observers=(), **kw)
         _sync(device)
         elapsed = clock() - start
         if elapsed >= seconds or steps > 10**7:
@@ -163,7 +163,7 @@ def train_rate(d: int, h: int, n: int, members: int, dtype: torch.dtype, device:
     best = members * (steps + 1) / elapsed
     for _ in range(REPEATS - 1):
         start = clock()
-        lazyrich.train(ens, data, steps, record=[], observers=(), kernel=kernel)
+        lazyrich.train(ens, data, steps, record=[], observers=(), **kw)
         _sync(device)
         best = max(best, members * (steps + 1) / (clock() - start))
     return best
@@ -212,6 +212,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads for the ensembles (CPU)")
     parser.add_argument("--seconds", type=float, default=0.5, help="time per timing (each rate: best of 3)")
     parser.add_argument("--quick", action="store_true", help="short measurements (smoke test)")
+    parser.add_argument("--sizes", default="fig1,small", help="comma-separated: fig1, small")
+    parser.add_argument("--single", action="store_true", help="only the one-network rows (loops and lazyrich E=1)")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="cpu: time single-threaded rows by process CPU time (a busy shared machine); "
                              "multi-threaded rows are then skipped, CPU time cannot time them")
@@ -227,7 +229,7 @@ def main() -> None:
     threaded = args.clock == "wall"  # N-thread rows need wall time
     dtypes = (torch.float64, torch.float32)
     peaks: dict[torch.dtype, float] = {}
-    procs = TwoProcesses().__enter__() if cpu and not args.quick else None
+    procs = TwoProcesses().__enter__() if cpu and not args.quick and not args.single else None
     try:
         for dtype in dtypes:
             torch.set_num_threads(1)
@@ -235,7 +237,7 @@ def main() -> None:
             torch.set_num_threads(args.threads)
             many = gemm_peak(dtype, device, seconds) if threaded else 0.0
             two = procs.rate("gemm", (dtype, "cpu", seconds)) if procs else 0.0
-            peaks[dtype] = max(many, two)  # the machine's peak: the better way of using all cores
+            peaks[dtype] = max(many, two) or one  # the machine's peak: the better way of using all cores (1 thread if only that ran)
             print(f"GEMM {str(dtype)[6:]}: " + (f"1 thread {one / 1e9:.1f}, {args.threads} threads {many / 1e9:.1f}, "
                   f"2 procs × 1 thread {two / 1e9:.1f} GFLOP/s" if cpu else f"{many / 1e9:.1f} GFLOP/s")
                   + f"  → peak {peaks[dtype] / 1e9:.1f}")
@@ -244,13 +246,13 @@ def main() -> None:
             candidates = candidates[1:4]
         header = (f"{'size':6} {'method':26} {'dtype':8} {'members':>7} {'config-steps/s':>15} {'GFLOP/s':>8} "
                   f"{'% peak':>7} {'× loop':>7} {'× authors':>9} {'× E=1':>6}")
-        for size, (d, h, n) in SIZES.items():
+        for size, (d, h, n) in ((k, v) for k, v in SIZES.items() if k in args.sizes.split(",")):
             flops = step_flops(d, h, n)
             print(f"\n{size}: d={d}, h={h}, n={n}, {flops / 1e6:.3f} MFLOP per config-step")
             print(header)
             loop = numpy_loop_rate(d, h, n, seconds)
             authors = authors_loop_rate(d, h, n, seconds)
-            single = train_rate(d, h, n, 1, torch.float64, "cpu", False, seconds, 1)
+            single = train_rate(d, h, n, 1, torch.float64, "cpu", None, seconds, 1)  # the README's call
 
             def row(method: str, dtype: torch.dtype, members: int, rate: float) -> None:
                 gf = rate * flops
@@ -260,6 +262,8 @@ def main() -> None:
             row("loop: numpy, 1 thread", torch.float64, 1, loop)
             row("loop: authors' step", torch.float64, 1, authors)
             row("lazyrich E=1, 1 thread", torch.float64, 1, single)
+            if args.single:
+                continue
             threads = f"{args.threads} threads" if cpu else device
             if threaded:
                 e, rate = best_chunk(d, h, n, torch.float64, device, False, seconds, args.threads, candidates)

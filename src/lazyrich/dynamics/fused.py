@@ -86,13 +86,15 @@ def _block(params: Params, x: Tensor, y: Tensor, multipliers: dict[str, Tensor |
                  m_w, m_a, act, loss_scale, active)
 
 
-def _pass(w: Tensor, a: Tensor, x: Tensor, xt: Tensor, yt: Tensor, m_w: Tensor, m_a: Tensor, act: str,
+def _pass(w: Tensor, a: Tensor, x: Tensor, xt: Tensor, yt: Tensor, m_w: Tensor | None, m_a: Tensor | None, act: str,
           loss_scale: float, active: Tensor | None) -> tuple[Tensor, dict[str, Tensor]]:
-    """The pass itself; xt, yt: x and y sample-last; m_w, m_a: [E, 1, 1] or 0-dim. Products call
-    mm/bmm directly (the kernels `@` dispatches to, without its reshapes): one dispatch each."""
+    """The pass itself; xt, yt: x and y sample-last; m_w, m_a: [E, 1, 1], 0-dim or None (all ones: a
+    product by 1 is exact, so skipping it changes no bit). Products call mm/bmm directly (the kernels
+    `@` dispatches to, without its reshapes): one dispatch each."""
     E, h, d = w.shape
     n = x.shape[-2]
-    w_eff, a_eff = w * m_w, a * m_a  # [E, h, d], [E, c, h]: multipliers on the small tensors
+    w_eff = w if m_w is None else w * m_w  # [E, h, d], [E, c, h]: multipliers on the small tensors
+    a_eff = a if m_a is None else a * m_a
     z, back = _buffers(E, h, n, w)
     if x.dim() == 2:
         torch.mm(w_eff.view(E * h, d), xt, out=z.view(E * h, n))  # one GEMM for all members
@@ -101,9 +103,11 @@ def _pass(w: Tensor, a: Tensor, x: Tensor, xt: Tensor, yt: Tensor, m_w: Tensor, 
     hidden = z.clamp_min_(0.0) if act == "relu" else activation(act)(z)  # relu in place: z is ours
     f = torch.bmm(a_eff, hidden)  # [E, c, n]
     r = f - yt
-    loss = loss_scale * r.pow(2).sum(1).mean(-1)
+    loss = r.pow(2).sum(1).mean(-1)
+    loss = loss if loss_scale == 1.0 else loss_scale * loss
     g = r * (2 * loss_scale / n)
-    grad_a = torch.bmm(g, hidden.transpose(-1, -2)) * m_a  # [E, c, h]
+    grad_a = torch.bmm(g, hidden.transpose(-1, -2))  # [E, c, h]
+    grad_a = grad_a if m_a is None else grad_a * m_a
     torch.bmm(a_eff.transpose(-1, -2), g, out=back)  # [E, h, n]
     if act == "relu":  # σ'(Z) = 1[H > 0] from H itself, applied in place: one pass, no mask tensor
         dz = torch.ops.aten.threshold_backward.grad_input(back, hidden, 0.0, grad_input=back)
@@ -116,7 +120,7 @@ def _pass(w: Tensor, a: Tensor, x: Tensor, xt: Tensor, yt: Tensor, m_w: Tensor, 
         grad_w = torch.mm(xt, dz.view(E * h, n).T).T.reshape(E, h, d)  # one GEMM for all members
     else:
         grad_w = torch.bmm(xt, dz.transpose(-1, -2)).transpose(-1, -2)
-    grads = {"W1": grad_w * m_w, "W2": grad_a}
+    grads = {"W1": grad_w if m_w is None else grad_w * m_w, "W2": grad_a}
     if active is not None:  # frozen members get exactly zero gradients, even when their weights are NaN
         zero = torch.zeros((), dtype=w.dtype, device=w.device)
         grads = {k: torch.where(active.reshape(-1, 1, 1), v, zero) for k, v in grads.items()}
@@ -129,6 +133,7 @@ def prepare(ens: object, x: Tensor, y: Tensor) -> "callable":
     mult, act, scale = ens.multipliers, ens.net.activation, ens.loss_scale  # type: ignore[attr-defined]
     w = ens.params["W1"]  # type: ignore[attr-defined]
     m_w, m_a = _per_member(mult.get("W1", 1.0), w), _per_member(mult.get("W2", 1.0), w)
+    m_w, m_a = (None if bool((m == 1).all()) else m for m in (m_w, m_a))
     xt, yt = (x.T if x.dim() == 2 else x.transpose(-1, -2)), (y.T if y.dim() == 2 else y.transpose(-1, -2))
     per = max(1, BLOCK_BYTES // (w.shape[1] * x.shape[-2] * w.element_size()))
 
