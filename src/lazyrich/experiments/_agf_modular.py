@@ -44,7 +44,7 @@ from ..dynamics import train
 from ..ensemble import predict
 from ..observe.base import Data, Observation, State
 from ..theory import agf
-from .base import Claim, Context
+from .base import Claim, Context, k_of_n
 from .single_neuron import hand_set_ensemble, series
 
 SOURCE = ("Kunin et al. 2025 AGF (arXiv 2506.06489), modular addition with a quadratic network; "
@@ -301,41 +301,46 @@ def run_modular(ctx: Context, cfg: dict) -> None:
     K = len(freqs)
     order_txt = lambda e: "→".join(str(freqs[j]) for j in np.argsort(np.nan_to_num(half[e], nan=np.inf)))  # noqa: E731
     want = "→".join(str(freqs[j]) for j in np.argsort(-c))
-    ctx.claim("modadd-order", f"Modular addition (p = {p}, quadratic net, h = {h}, {E} seeds): frequencies are learned in "
-              f"decreasing |c_k| ({want}; learned = first time the first-layer DFT power of k reaches half its final "
-              f"value): discordant pairs summed over seeds = 0 (Spearman 1 in every seed; min Spearman {min(rho):.2f})",
-              SOURCE, "paper", sum(inv), 0.0, 0.0, "at_most")
-    ctx.claim("modadd-drops", "Modular addition: one loss drop per frequency: in every seed, the number of distinct "
-              f"frequency drops (loss share of k ends ≤ 10 % of its initial value and its drop starts ≥ 10 % later than the previous "
-              f"frequency's; thresholds inferred) = K = {K}; measured: the minimum over seeds", SOURCE, "inferred",
-              min(drops), K, 0.0)
-    ctx.claim("modadd-agf-order", "Modular addition: AGF from the same init (`decoupled_agf`: theory.agf with κ = 3 per "
-              "frequency block) activates the frequencies in decreasing |c_k|: discordant pairs summed over seeds = 0",
-              SOURCE, "derived", sum(agf_inv), 0.0, 0.0, "at_most")
-    ctx.claim("modadd-agf-first-drop", f"Modular addition: onset of the first frequency drop (k = {freqs[lead]}, the largest "
-              "|c_k|; GD: first time its loss share has fallen by half of AGF's one-neuron drop) / AGF's first activation "
-              "time at k: max over seeds |ratio − 1| ≤ 0.20 (issue 5's bar for nonlinear nets; here the decoupled AGF has "
-              "no approximation beyond AGF's own)", SOURCE, "inferred", float(np.max(np.abs(ratio[:, lead] - 1))), 0.0, 0.20)
+    ctx.k_of_n("modadd-order", f"Modular addition (p = {p}, quadratic net, h = {h}, {E} seeds): frequencies are learned in "
+               f"decreasing |c_k| ({want}; learned = first time the first-layer DFT power of k reaches half its final "
+               f"value) with 0 discordant pairs, in most seeds: share of seeds > 1/2 (Clopper–Pearson; min Spearman "
+               f"{min(rho):.2f})", SOURCE, "paper", [i == 0 for i in inv], 0.5)
+    ctx.k_of_n("modadd-drops", "Modular addition: one loss drop per frequency: the number of distinct frequency drops (loss "
+               "share of k ends ≤ 10 % of its initial value and its drop starts ≥ 10 % later than the previous frequency's; "
+               f"thresholds inferred) = K = {K}, in most seeds: share > 1/2 (Clopper–Pearson)", SOURCE, "inferred",
+               [d == K for d in drops], 0.5)
+    ctx.k_of_n("modadd-agf-order", "Modular addition: AGF from the same init (`decoupled_agf`: theory.agf with κ = 3 per "
+               "frequency block) activates the frequencies in decreasing |c_k| (0 discordant pairs), in most seeds: share "
+               "> 1/2 (Clopper–Pearson)", SOURCE, "derived", [i == 0 for i in agf_inv], 0.5)
+    ctx.k_of_n("modadd-agf-first-drop", f"Modular addition: onset of the first frequency drop (k = {freqs[lead]}, the largest "
+               "|c_k|; GD: first time its loss share has fallen by half of AGF's one-neuron drop) / AGF's first activation "
+               "time at k: |ratio − 1| ≤ 0.20 in most seeds: share > 1/2 (Clopper–Pearson; issue 5's bar for nonlinear nets; "
+               f"here the decoupled AGF has no approximation beyond AGF's own; max over seeds "
+               f"{float(np.max(np.abs(ratio[:, lead] - 1))):.3f})", SOURCE, "inferred",
+               np.abs(ratio[:, lead] - 1) <= 0.20, 0.5)
     worst = float(np.nanmax(np.abs(ratio - 1))) if np.all(np.isfinite(ratio)) else float("nan")
     if cfg.get("claim_all_drops"):
+        # kept as the worst case over seeds and frequencies (exact): a bound on AGF's accuracy, measured failing
         ctx.claim("modadd-agf-drop-times", "Modular addition: onset of every frequency drop / AGF's first activation at that "
-                  "frequency: max over seeds and frequencies |ratio − 1| ≤ 0.20 (issue 5's bar)", SOURCE, "inferred",
-                  worst, 0.0, 0.20)
+                  "frequency: max over seeds and frequencies |ratio − 1| ≤ 0.20 (issue 5's bar; a worst-case bound, "
+                  f"not a statistic: seeds with every frequency within 20 %: "
+                  f"{int(np.all(np.abs(ratio - 1) <= 0.20, axis=1).sum())} of {E})", SOURCE, "inferred", worst, 0.0, 0.20)
     ctx.control("control-equal-coefficients", "equal coefficients (|c_k| = "
                 f"{', '.join(f'{v:g}' for v in ctrl[fi])} at k = {', '.join(map(str, freqs))}, same phases and inits): no "
                 "order is predicted, the order claim against the main template's ranking must fail (the lottery decides)",
-                SOURCE, [Claim("equal-coefficients-modadd-order", f"order {want} in every seed (discordant pairs = 0)", SOURCE,
-                               "paper", sum(inv_ctrl), 0.0, 0.0, "at_most")])
+                SOURCE, [k_of_n("equal-coefficients-modadd-order", f"order {want} (discordant pairs = 0) in most seeds: share "
+                                "> 1/2 (Clopper–Pearson)", SOURCE, "paper", [i == 0 for i in inv_ctrl], 0.5)])
     agf_ctrl = None
     if cfg.get("agf_control"):
         agf_ctrl = [decoupled_agf(p, xc, W1[e], W2[e], freqs, t[-1], fit_maxiter=cfg["fit_maxiter"],
                         step_tol=cfg.get("step_tol", 0.01)) for e in range(E)]
         onset_c = np.stack([onset_times(t, g["loss_k"][E + e], a["drop"], freqs) for e, a in enumerate(agf_ctrl)])
         T_c = np.stack([a["t"] for a in agf_ctrl])
-        lottery = sum(inversions(onset_c[e], 1 / T_c[e]) for e in range(E))
-        ctx.claim("modadd-control-agf-lottery", "Modular addition, equal coefficients: AGF from the same init predicts the "
-                  "(init-dependent) order in which GD's frequency drops start: discordant pairs between AGF's first "
-                  "activations and GD's drop onsets, summed over seeds = 0", SOURCE, "derived", lottery, 0.0, 0.0, "at_most")
+        lottery = [inversions(onset_c[e], 1 / T_c[e]) for e in range(E)]
+        ctx.k_of_n("modadd-control-agf-lottery", "Modular addition, equal coefficients: AGF from the same init predicts the "
+                   "(init-dependent) order in which GD's frequency drops start: 0 discordant pairs between AGF's first "
+                   f"activations and GD's drop onsets in most seeds: share > 1/2 (Clopper–Pearson; summed over seeds "
+                   f"{sum(lottery)})", SOURCE, "derived", [v == 0 for v in lottery], 0.5)
         ctx.note("Modular addition, control (equal |c|): drop onsets GD / AGF per seed: " + "; ".join(
             f"{e}: " + "/".join(f"{on:.0f}:{a:.0f}" for on, a in zip(onset_c[e], T_c[e])) for e in range(E))
             + f"; max |ratio − 1| = {float(np.nanmax(np.abs(onset_c / T_c - 1))):.3f}.")

@@ -19,7 +19,7 @@ from ..dynamics import flow, train
 from ..ensemble import Ensemble
 from ..observe.base import Data
 from ..theory import mechanism, mechanism_case, one_d, one_d_inputs, phase_exponent
-from .base import Claim, Context, reproduction
+from .base import Claim, Context, over_seeds, reproduction
 from .common import loglog_slope, on_device
 from .single_neuron import hand_set_ensemble, series
 
@@ -32,7 +32,7 @@ SCALINGS = {"NTP γ": (0.5, 0.0, 0.0, 0.0), "mean field": (1.0, 0.0, 0.0, 0.0),
 CONTROL = {"NTP γ": (1.0, 0.0, 0.0, 0.0), "small init": (1.0, 0.0, 0.0, 0.0), "lr ratio": (1.0, 0.0, 0.0, 0.0)}
 ACTIVATIONS = ("relu", "tanh", "leaky_relu")
 
-QUICK = dict(h=64, T=20.0, points=41, widths=[64, 256, 1024], phase_T=20.0, seeds=[0], slope_tol=0.1, gd_lr=0.01)
+QUICK = dict(h=64, T=20.0, points=41, widths=[64, 256, 1024], phase_T=20.0, seeds=[0, 1, 2], slope_tol=0.1, gd_lr=0.01)
 FULL = dict(h=64, T=20.0, points=161, widths=[64, 256, 1024, 4096], phase_T=20.0, seeds=[0, 1, 2], slope_tol=0.1, gd_lr=0.002)
 
 
@@ -84,22 +84,26 @@ def ntk_ratios_final(h: int, scalings: dict[str, tuple[float, float, float, floa
     return {n: float(series(run.records(), "ntk_ratio", e)[-1, 0]) for e, n in enumerate(names)}
 
 
-def phase_claims(chi: dict[str, list[float]], widths: list[int], scalings: dict, tol: float, prefix: str = "",
+def phase_claims(chi: dict[str, list[list[float]]], widths: list[int], scalings: dict, tol: float, prefix: str = "",
                  expected_from: dict | None = None) -> list[Claim]:
-    """Fitted width exponent of χ_eff per scaling vs the predicted e (of `expected_from`, default `scalings`)."""
+    """Fitted width exponent of χ_eff per scaling vs the predicted e (of `expected_from`, default `scalings`);
+    chi[name][i][j] is χ_eff at width i for seed j: one fit per seed, mean over seeds with its interval."""
     out = []
     for name in scalings:
         e = phase_exponent(*(expected_from or scalings)[name])
-        out.append(Claim(f"{prefix}phase-slope-{name.replace(' ', '-').replace('γ', 'gamma')}",
-                         f"{name}: fitted exponent of χ_eff = (R² − 1)^(-1/2) over h ∈ {widths} equals the predicted "
-                         f"e = {e:+g} (± {tol:g}; R = Θ(∞)/Θ(0) from gradient flow; tolerance inferred)", SOURCE,
-                         "derived", loglog_slope(widths, chi[name]), e, tol))
+        per_seed = np.asarray(chi[name], float).T
+        out.append(over_seeds(f"{prefix}phase-slope-{name.replace(' ', '-').replace('γ', 'gamma')}",
+                              f"{name}: exponent of χ_eff = (R² − 1)^(-1/2) over h ∈ {widths}, fitted per seed, mean over "
+                              f"seeds, equals the predicted e = {e:+g} (± {tol:g}; R = Θ(∞)/Θ(0) from gradient flow; "
+                              "tolerance inferred)", SOURCE, "derived", [loglog_slope(widths, c) for c in per_seed], e, tol))
     return out
 
 
 @reproduction("mechanisms-1d", "Xu & Ziyin: alignment, disalignment, rescaling and the kernel/feature boundary in χ, 1-D data",
               quick=QUICK, full=FULL, runtime={"quick": "17-33 s (1 thread, loaded 2-core CPU)", "full": "2 min CPU (1 thread, loaded)"},
-              source=SOURCE)
+              source=SOURCE, knobs={"widths": [[32, 64, 128], [256, 512, 1024]], "phase_T": [5.0, 80.0]},
+              decisive=["phase-slope-NTP-gamma", "phase-slope-mean-field", "phase-slope-small-init", "phase-slope-lr-ratio",
+                        "alignment-final-zeta", "relu-alignment", "relu-disalignment"])
 def run(ctx: Context) -> None:
     cfg = ctx.cfg
     times = np.linspace(0, cfg["T"], cfg["points"])
@@ -134,7 +138,7 @@ def run(ctx: Context) -> None:
     # (2) phase boundary crossed by width
     widths = cfg["widths"]
     ratios = [[ntk_ratios_final(h, SCALINGS, cfg["phase_T"], seed, ctx.device) for seed in cfg["seeds"]] for h in widths]
-    chi = {name: [float(np.mean([(r[name] ** 2 - 1) ** -0.5 for r in per_seed])) for per_seed in ratios] for name in SCALINGS}
+    chi = {name: [[float((r[name] ** 2 - 1) ** -0.5) for r in per_seed] for per_seed in ratios] for name in SCALINGS}
     for c in phase_claims(chi, widths, SCALINGS, cfg["slope_tol"]):
         ctx.add(c)
     # every control setting is the mean-field scaling itself: the same computation, so reuse its numbers
@@ -180,11 +184,12 @@ def _figures(ctx: Context, times: np.ndarray, sims: dict, theory: dict, chi: dic
     axes[0].set_title("Fig. 1: linear net, simulation (dots) vs theory")
     axes[0].legend(fontsize=7)
     for (name, v), c in zip(chi.items(), plt.cm.tab10(range(4))):
+        v = np.asarray(v).mean(1)  # seed mean per width
         e = phase_exponent(*SCALINGS[name])
         axes[1].loglog(widths, v, "o-", color=c, label=f"{name} (e = {e:+g})")
         axes[1].loglog(widths, v[0] * (np.asarray(widths) / widths[0]) ** e, ":", color=c)
         if name in chi_ctrl:
-            axes[1].loglog(widths, chi_ctrl[name], "x--", color=c, alpha=0.5)
+            axes[1].loglog(widths, np.asarray(chi_ctrl[name]).mean(1), "x--", color=c, alpha=0.5)
     axes[1].axhline(1, color="k", lw=0.5)
     axes[1].set_xlabel("width h")
     axes[1].set_ylabel("χ_eff = (R² − 1)^(-1/2)")

@@ -116,7 +116,9 @@ def agf_claims(a: dict, s: np.ndarray, prefix: str = "") -> list[Claim]:
               "nets; AGF on modular addition: a quadratic net learns Fourier features in decreasing coefficient order",
               quick=QUICK, full=FULL,
               runtime={"quick": "18-30 s (1 thread, loaded 2-core CPU)", "full": "150 s CPU (1 thread, loaded 2-core CPU)"},
-              source=f"{SOURCE_SAXE}; {SOURCE_AGF}")
+              source=f"{SOURCE_SAXE}; {SOURCE_AGF}", knobs={"modadd.steps": [2500, 10_000], "modadd.seeds": [12]},
+              decisive=["agf-drop-times", "agf-mode-order", "modadd-order", "modadd-drops", "modadd-agf-order",
+                        "modadd-agf-first-drop", "modadd-agf-drop-times"])
 def run(ctx: Context) -> None:
     cfg = ctx.cfg
     sx = saxe_run(cfg["saxe"], ctx.device)

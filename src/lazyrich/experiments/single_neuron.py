@@ -116,7 +116,9 @@ def lowrank_run(cfg: dict, device: str) -> tuple[Ensemble, Data, pd.DataFrame, n
               "fastest rich learning balanced (linear) vs upstream (ReLU)",
               quick=QUICK, full=FULL, runtime={"quick": "19-27 s (1 thread, loaded 2-core CPU)",
                                                "full": "60-110 s CPU (1 thread, loaded 2-core CPU)"},
-              source=SOURCE)
+              source=SOURCE, knobs={"contrast.seeds": [list(range(6))]},
+              decisive=["fig3-upstream-lazy", "relu-argmin-upstream", "relu-upstream-speedup", "relu-argmin-other-thresholds",
+                        "linear-argmin-balanced", "linear-upstream-lazy"])
 def run(ctx: Context) -> None:
     cfg = ctx.cfg
     deltas = cfg["deltas"]

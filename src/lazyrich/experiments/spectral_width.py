@@ -21,12 +21,12 @@ from ..errors import LazyrichError
 from ..models import MLP
 from ..observe.base import Data
 from ..observe.spectral import update_structure
-from .base import Claim, Context, reproduction
+from .base import Claim, Context, over_seeds, reproduction
 from .common import loglog_slope, values
 
 SOURCE = "Yang, Simon & Bernstein 2023 (arXiv 2310.17813) §6, Fig. 2, App. A; shared/theory/experiments.md §3.3"
 SOURCE_FIG1 = "Yang, Simon & Bernstein 2023 (arXiv 2310.17813) Fig. 1; shared/theory/experiments.md §3.2"
-QUICK = dict(widths=[32, 64, 128, 256], fit_from=64, seeds=[0, 1], steps=1000, eta=0.1, n=200, classes=[3, 8],
+QUICK = dict(widths=[32, 64, 128, 256], fit_from=64, seeds=[0, 1, 2], steps=1000, eta=0.1, n=200, classes=[3, 8],
              tolerance=0.15, dtype="float32", fig1_width=256, batch_sizes=[1, 2, 5, 10, 20, 50, 100, 200], fig1_trials=3)
 FULL = dict(widths=[16, 32, 64, 128, 256, 512, 1024, 2048, 4096], fit_from=64, seeds=list(range(10)), steps=10_000,
             eta=0.1, n=200, classes=[3, 8], tolerance=0.1, dtype="float64", fig1_width=300, batch_sizes=[1, 2, 5, 10, 20, 50, 100, 200],
@@ -67,7 +67,8 @@ def paper_table(scheme: str, n0: int, n: int) -> dict[str, dict[str, float]]:
 
 
 def width_sweep(cfg: dict, data: Data, device: str) -> pd.DataFrame:
-    """Train every (width, scheme) as one ensemble over seeds; seed-averaged final values per width."""
+    """Train every (width, scheme) as one ensemble over seeds; final values per width, seed-averaged
+    (seed = −1) and per seed."""
     n0 = data.x.shape[1]
     rows = []
     for n in cfg["widths"]:
@@ -80,11 +81,13 @@ def width_sweep(cfg: dict, data: Data, device: str) -> pd.DataFrame:
             r = run.records()
             div = int((run.members.status != "ok").sum())
             for obs, layer in [("loss", ""), *[(q[0], q[1]) for q in QUANTITIES.values()]]:
-                rows.append((n, scheme, obs, layer, float(values(r, obs, layer).value.mean()), div))
+                v = values(r, obs, layer).sort_values("member")
+                rows.append((n, scheme, obs, layer, float(v.value.mean()), div, -1))
+                rows += [(n, scheme, obs, layer, float(x), div, s) for s, x in zip(cfg["seeds"], v.value)]
             ratios = r[(r.step == 0) & (r.observable == "spectral_ratio")]
-            rows.append((n, scheme, "init_spectral_ratio_min", "", float(ratios.value.min()), div))
-            rows.append((n, scheme, "init_spectral_ratio_max", "", float(ratios.value.max()), div))
-    return pd.DataFrame(rows, columns=["width", "scheme", "observable", "layer", "value", "diverged"])
+            rows.append((n, scheme, "init_spectral_ratio_min", "", float(ratios.value.min()), div, -1))
+            rows.append((n, scheme, "init_spectral_ratio_max", "", float(ratios.value.max()), div, -1))
+    return pd.DataFrame(rows, columns=["width", "scheme", "observable", "layer", "value", "diverged", "seed"])
 
 
 def slope_claims(table: pd.DataFrame, cfg: dict, scheme: str, predicted_for: str, prefix: str = "") -> list[Claim]:
@@ -94,20 +97,21 @@ def slope_claims(table: pd.DataFrame, cfg: dict, scheme: str, predicted_for: str
            "finite-width drift is up to 0.12 (experiments.md §3.3 proxy)") if tol > 0.1 else f"±{tol:g} (experiments.md §3.3)"
     out = []
     for key, (obs, layer, mup, ntp, label) in QUANTITIES.items():
-        g = table[(table.scheme == scheme) & (table.observable == obs) & (table.width >= cfg["fit_from"])]
-        slope = loglog_slope(g.width, g.value)
+        g = table[(table.scheme == scheme) & (table.observable == obs) & (table.width >= cfg["fit_from"]) & (table.seed >= 0)]
+        slopes = [loglog_slope(gs.width, gs.value) for _, gs in g.sort_values("width").groupby("seed")]
         expected = mup if predicted_for == "mup" else ntp
         name = "μP" if predicted_for == "mup" else "NTP"
-        out.append(Claim(f"{prefix}slope-{key}-{predicted_for}", f"{label} ∝ width^{expected:g} under {name}: fitted slope over "
-                         f"widths {widths[0]}–{widths[-1]}, {why}", SOURCE, "derived" if key == "frobenius" else "paper",
-                         slope, expected, tol))
+        out.append(over_seeds(f"{prefix}slope-{key}-{predicted_for}", f"{label} ∝ width^{expected:g} under {name}: log-log slope "
+                              f"over widths {widths[0]}–{widths[-1]} fitted per seed, mean over seeds, {why}", SOURCE,
+                              "derived" if key == "frobenius" else "paper", slopes, expected, tol))
     return out
 
 
 @reproduction("spectral-width-scaling", "Yang-Simon-Bernstein Fig. 2: μP keeps feature/spectral change Θ(1) in width, NTP decays as width^-1/2",
               quick=QUICK, full=FULL, runtime={"quick": "13–22 s (1 thread, 2-core CPU shared with other jobs)",
                                                "full": "not run here: widths to 4096 × 10 seeds × 10⁴ steps (est. hours on CPU, minutes on a GPU)"},
-              source=SOURCE)
+              source=SOURCE, knobs={"steps": [300, 3000], "seeds": [[0, 1, 2, 3, 4, 5]]},
+              decisive=[f"slope-{k}-{s}" for s in ("mup", "ntp") for k in QUANTITIES])
 def run(ctx: Context) -> None:
     cfg = ctx.cfg
     data = digits_two_class(cfg["n"], tuple(cfg["classes"]))
@@ -147,7 +151,7 @@ def _figures(ctx: Context, table: pd.DataFrame, per_b: pd.DataFrame, cfg: dict) 
     widths = np.array(cfg["widths"], float)
     for ax, (key, (obs, layer, mup, ntp, label)) in zip(axes, QUANTITIES.items()):
         for scheme, color, pred in (("mup", "tab:blue", mup), ("ntp", "tab:orange", ntp)):
-            g = table[(table.scheme == scheme) & (table.observable == obs)].sort_values("width")
+            g = table[(table.scheme == scheme) & (table.observable == obs) & (table.seed < 0)].sort_values("width")
             ax.loglog(g.width, g.value, "o-", color=color, label=f"{'μP' if scheme == 'mup' else 'NTP'} (measured)")
             anchor = g[g.width == cfg["fit_from"]].value.iloc[0]
             ax.loglog(widths, anchor * (widths / cfg["fit_from"]) ** pred, "--", color=color, alpha=0.7,
