@@ -139,6 +139,8 @@ def test_quick_modular_claims_pass_and_control_fails(quick_outcomes):
     claims = {c["id"]: c for c in json.loads((out.out / "claims.json").read_text())["claims"]}
     for cid in ("modadd-order", "modadd-drops", "modadd-agf-order", "modadd-agf-first-drop"):
         assert claims[cid]["passed"], claims[cid]
+        assert claims[cid]["measured"] == 1.0  # every one of the 6 seeds: Clopper–Pearson [0.54, 1] clears ½
+    # equal coefficients: 3 of 6 seeds still learn the main template's order, [0.12, 0.88]: the control is undecided
     ctrl = claims["control-equal-coefficients"]
-    assert ctrl["passed"] and not any(d["passed"] for d in ctrl["details"])
+    assert ctrl["verdict"] == "inconclusive" and [d["verdict"] for d in ctrl["details"]] == ["inconclusive"]
     assert (out.out / "modular.png").exists()
