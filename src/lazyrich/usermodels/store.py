@@ -24,7 +24,7 @@ def write_monitor_run(path: str, name: str, records: pd.DataFrame, verdict: Any)
     run_id = store.create_run(name, f"monitor-{name}", config, __version__, "cpu" if not torch.cuda.is_available() else "cuda",
                               "monitor", torch.get_num_threads(), 1, 1, socket.gethostname() or platform.node())
     members = pd.DataFrame([{**{k: None for k in MEMBER_KEYS}, "member": 0, "chunk": 0, "status": "ok",
-                             "diverged_step": -1}])[MEMBER_COLUMNS]
+                             "diverged_step": -1, "digest": None}])[MEMBER_COLUMNS]
     store.write_chunks(run_id, [(0, members, records, 0.0, "monitor", __version__)])
     store.finish(run_id, "done")
     return run_id
