@@ -41,7 +41,7 @@ def _buffers(E: int, h: int, n: int, like: Tensor) -> tuple[Tensor, Tensor]:
         _LOCAL.key, _LOCAL.buffers = key, (torch.empty(E, h, n, dtype=like.dtype, device=like.device),
                                            torch.empty(E, h, n, dtype=like.dtype, device=like.device))
     z, back = _LOCAL.buffers
-    return z[:E], back[:E]
+    return (z, back) if z.shape[0] == E else (z[:E], back[:E])  # a slice is a dispatch: skip it when whole
 
 
 def clear_workspace() -> None:
