@@ -20,6 +20,9 @@ KNOWN_VERDICTS: dict[str, dict[str, str]] = {
     # 3 seeds: median speed-up 0.28 [0.21, 0.61] straddles 1/3; 3/3 grok gives [0.29, 1] (6/6 would pass);
     # the downstream control's majority claim is undecided the same way
     "grokking": {"speedup": "inconclusive", "majority-groks": "inconclusive", "control-downstream": "inconclusive"},
+    # per-seed slopes over widths 64–256, 3 seeds: intervals straddle the ±0.15 band (seeds_needed 6, 79, 6205, 430)
+    "spectral-width-scaling": {"slope-feature-mup": "inconclusive", "slope-feature-ntp": "inconclusive",
+                               "slope-spectral-ntp": "inconclusive", "slope-frobenius-ntp": "inconclusive"},
     "saxe-agf": {"modadd-agf-drop-times": "fail",
                  # 3 of 6 seeds in order under equal coefficients: Clopper–Pearson [0.12, 0.88], undecided
                  "control-equal-coefficients": "inconclusive"},       # AGF onset of every modular-addition frequency within 20 %
