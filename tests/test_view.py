@@ -3,7 +3,6 @@ clean console and no network, the step slider changes the heatmap, a click shows
 trajectories, and the single-neuron theory overlay equals lazyrich.theory at the stored times."""
 from __future__ import annotations
 
-import shutil
 import textwrap
 from pathlib import Path
 
@@ -11,10 +10,8 @@ import numpy as np
 import pytest
 
 from lazyrich.cli import main
+from tests.browser import need_browser, open_page
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
 SPEC = """
 name: neuron
 task: {name: whitened_regression, d: 3, n: 12, seed: 0}
@@ -55,42 +52,28 @@ def test_payload_axes_values_and_theory(store):
 
 
 def test_view_in_headless_chromium(store, tmp_path):
-    if CHROMIUM is None:
-        pytest.skip("Debian chromium not installed (apt-get install -y chromium): browser check skipped")
-    pytest.importorskip("playwright", reason="playwright not installed (pip install playwright)")
-    from playwright.sync_api import sync_playwright
-
+    need_browser()
     page_path = tmp_path / "view.html"
     main(["view", str(store), "--out", str(page_path)])
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            errors: list[str] = []
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            requests: list[str] = []
-            page.on("request", lambda r: requests.append(r.url))
-            page.goto(page_path.resolve().as_uri(), wait_until="load")
-            page.select_option("#obs", "loss")
-            page.select_option("#xaxis", "std_scale")
-            page.select_option("#yaxis", "lr")
-            z = "() => JSON.stringify(document.getElementById('heat').data[0].z)"
-            last = page.evaluate(z)
-            page.eval_on_selector("#step", "el => { el.value = 0; el.dispatchEvent(new Event('input')); }")
-            first = page.evaluate(z)
-            assert first != last and "step 0" in page.inner_text("#steplabel")
-            assert page.evaluate("() => document.getElementById('traj').data === undefined || "
-                                 "document.getElementById('traj').data.length === 0")
-            box = page.locator("#heat .nsewdrag").first.bounding_box()
-            page.mouse.click(box["x"] + box["width"] * 0.2, box["y"] + box["height"] * 0.8)  # a corner cell
-            page.wait_for_function("() => (document.getElementById('traj').data || []).length > 0", timeout=10_000)
-            traces = page.evaluate("() => document.getElementById('traj').data.map(t => [t.name, t.y.length])")
-            shown = page.inner_text("#selection")
-            config = page.inner_text("#config")
-        finally:
-            browser.close()
-    assert errors == [] and all(u.startswith(("file:", "data:")) for u in requests), (errors, requests)
+    with open_page(page_path, 1400, 1000) as opened:
+        page = opened.page
+        page.select_option("#obs", "loss")
+        page.select_option("#xaxis", "std_scale")
+        page.select_option("#yaxis", "lr")
+        z = "() => JSON.stringify(document.getElementById('heat').data[0].z)"
+        last = page.evaluate(z)
+        page.eval_on_selector("#step", "el => { el.value = 0; el.dispatchEvent(new Event('input')); }")
+        first = page.evaluate(z)
+        assert first != last and "step 0" in page.inner_text("#steplabel")
+        assert page.evaluate("() => document.getElementById('traj').data === undefined || "
+                             "document.getElementById('traj').data.length === 0")
+        box = page.locator("#heat .nsewdrag").first.bounding_box()
+        page.mouse.click(box["x"] + box["width"] * 0.2, box["y"] + box["height"] * 0.8)  # a corner cell
+        page.wait_for_function("() => (document.getElementById('traj').data || []).length > 0", timeout=10_000)
+        traces = page.evaluate("() => document.getElementById('traj').data.map(t => [t.name, t.y.length])")
+        shown = page.inner_text("#selection")
+        config = page.inner_text("#config")
+    assert opened.errors == [] and opened.offline, (opened.errors, opened.requests)
     names = [n for n, _ in traces]
     assert sum(n.startswith("member") for n in names) == 2  # the cell holds the two seeds
     assert sum(n.startswith("theory") for n in names) == 2 and all(k == 7 for _, k in traces)  # 7 recorded steps

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from lazyrich import MLP, Data, build, flow, train
+from lazyrich import MLP, Data, build, flow
 from lazyrich.conventions import conserved, conserved_scale
 from lazyrich.dynamics import loss_and_grads
 from lazyrich.param import init

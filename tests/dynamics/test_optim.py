@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from lazyrich import MLP, Data, OptimizerSpec, build, train
+from lazyrich import MLP, OptimizerSpec, build, train
 from lazyrich.dynamics import optim
 from lazyrich.tasks import whitened_regression
 

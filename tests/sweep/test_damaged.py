@@ -6,15 +6,15 @@ and `sweep --resume` read every page, so both refuse every damaged file."""
 import hashlib
 import os
 import shutil
-import sys
 
 import duckdb
 import pytest
 import yaml
 
-from lazyrich import cli
+
 from lazyrich.sweep import Store, from_dict, run_sweep
 
+from .test_cli import _main
 from .test_identity import StopAfter
 
 PAGE = 256 * 1024  # DuckDB's block size
@@ -49,15 +49,6 @@ def stored(tmp_path_factory, ):
     return spec, store
 
 
-def _main(monkeypatch, capsys, *args):
-    monkeypatch.setattr(sys, "argv", ["lazyrich", *map(str, args)])
-    try:
-        cli.main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def _sha(path):

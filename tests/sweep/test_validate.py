@@ -2,7 +2,6 @@
 memory estimate in the message; non-finite, out-of-range, empty and reversed values refused; bad
 files, expressions and alias bombs give one short line. Each case here ran, crashed or hung before."""
 import math
-import sys
 
 import numpy as np
 import pytest

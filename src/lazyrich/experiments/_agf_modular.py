@@ -44,7 +44,7 @@ from ..dynamics import train
 from ..ensemble import predict
 from ..observe.base import Data, Observation, State
 from ..theory import agf
-from .base import Claim, Context, k_of_n
+from .base import Context, k_of_n
 from .single_neuron import hand_set_ensemble, series
 
 SOURCE = ("Kunin et al. 2025 AGF (arXiv 2506.06489), modular addition with a quadratic network; "
@@ -345,7 +345,7 @@ def run_modular(ctx: Context, cfg: dict) -> None:
             f"{e}: " + "/".join(f"{on:.0f}:{a:.0f}" for on, a in zip(onset_c[e], T_c[e])) for e in range(E))
             + f"; max |ratio − 1| = {float(np.nanmax(np.abs(onset_c / T_c - 1))):.3f}.")
     ctx.note("Modular addition, learned order per seed (GD): " + "; ".join(f"{e}: {order_txt(e)}" for e in range(E))
-             + f"; control (equal |c|): " + "; ".join(f"{e}: {order_txt(E + e)}" for e in range(E)) + ".")
+             + "; control (equal |c|): " + "; ".join(f"{e}: {order_txt(E + e)}" for e in range(E)) + ".")
     ctx.note("Modular addition, frequency-drop onsets GD / AGF per seed (frequencies " + ", ".join(map(str, freqs)) + "): "
              + "; ".join(f"{e}: " + "/".join(f"{on:.0f}:{a:.0f}" for on, a in zip(onset[e], T[e])) for e in range(E))
              + f". Max |ratio − 1| over all frequencies: {worst:.3f}"
