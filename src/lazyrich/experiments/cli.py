@@ -14,7 +14,7 @@ def register(app: typer.Typer) -> None:
     @app.command("reproduce")
     def reproduce_cmd(
         name: Optional[str] = typer.Argument(None, help="reproduction name (see --list)"),
-        quick: bool = typer.Option(False, "--quick", help="the small size CI runs (≤ 45 s on 2 CPU cores)"),
+        quick: bool = typer.Option(False, "--quick", help="the small size CI runs (about a minute or less on 2 CPU cores)"),
         out: Optional[Path] = typer.Option(None, "--out", help="output folder (default ./lazyrich-out/NAME/)", file_okay=False),
         device: Literal["cpu", "cuda"] = typer.Option("cpu", "--device", help="cpu or cuda"),
         list_: bool = typer.Option(False, "--list", help="list reproductions with expected runtimes"),
