@@ -83,15 +83,15 @@ def _theory(config: dict[str, Any], members: Any, records: Any, steps: list[int]
     """Exact-theory values {series: {member: [value per step]}} for the members whose configuration has a
     closed form in lazyrich.theory, and a sentence saying which solution was used or why there is none.
 
-    Covered: the single neuron of Kunin et al. (widths (d, 1, 1), linear, no bias, whitened inputs;
-    gradient flow, so a GD run is compared at its time t = Σ η). Not covered yet: wider nets (the
-    λ-balanced solution needs the init's λ and the task's SVD, not read back from a store)."""
+    Covered (two-layer linear nets without bias on whitened inputs; gradient flow, so a GD run is
+    compared at its time t = Σ η): width 1, the single neuron of Kunin et al.; wider, the λ-balanced
+    solution of Dominé et al. for λ-balanced inits (each member's init is rebuilt from the stored spec,
+    which determines it; an init that is not λ-balanced gets no overlay, and the note says why)."""
     spec_dict = config.get("spec") if isinstance(config, dict) else None
     model = (spec_dict or {}).get("model", {})
-    if not spec_dict or model.get("width") != 1 or model.get("depth", 2) != 2 or model.get("activation") != "linear" \
-            or model.get("bias"):
-        return {}, ("no theory overlay: lazyrich.theory's exact solutions cover the single neuron (width 1, depth 2, "
-                    "linear, no bias, whitened inputs); this run's model is "
+    if not spec_dict or model.get("depth", 2) != 2 or model.get("activation") != "linear" or model.get("bias"):
+        return {}, ("no theory overlay: lazyrich.theory's exact solutions cover two-layer linear nets without bias "
+                    "on whitened inputs (the single neuron; λ-balanced inits at any width); this run's model is "
                     f"width {model.get('width')}, depth {model.get('depth')}, {model.get('activation')}")
     if len(members) > MAX_THEORY_MEMBERS:
         return {}, f"no theory overlay: more than {MAX_THEORY_MEMBERS} members"
@@ -103,7 +103,12 @@ def _theory(config: dict[str, Any], members: Any, records: Any, steps: list[int]
     from .sweep.executor import BUILD_COLUMNS
     from .sweep.planner import widths
     from .sweep.validate import from_dict
-    from .theory import single_neuron, single_neuron_inputs
+    from .theory import lambda_balanced, linear_inputs, single_neuron, single_neuron_inputs
+
+    neuron = model.get("width") == 1
+    solve, inputs = (single_neuron, single_neuron_inputs) if neuron else (lambda_balanced, linear_inputs)
+    label = ("the single neuron (Kunin et al. 2024; lazyrich.theory.single_neuron)" if neuron else
+             "the λ-balanced two-layer linear net (Dominé et al.; lazyrich.theory.lambda_balanced)")
 
     try:
         spec = from_dict(spec_dict)
@@ -123,7 +128,7 @@ def _theory(config: dict[str, Any], members: Any, records: Any, steps: list[int]
             for e, member in enumerate(rows.member.to_numpy()):
                 rec = records[records.member == member]
                 t = rec.groupby("step").time.mean().reindex(steps).to_numpy(float)
-                pred = single_neuron(t, **single_neuron_inputs(ens, data, e))
+                pred = solve(t, **inputs(ens, data, e))
                 for o, l, name in names:
                     if "(mean over index)" in name:
                         continue
@@ -134,9 +139,9 @@ def _theory(config: dict[str, Any], members: Any, records: Any, steps: list[int]
     except LazyrichError as exc:
         return {}, f"no theory overlay: {exc}"
     if not out:
-        return {}, "no theory overlay: the single-neuron solution predicts none of the recorded observables"
-    return out, ("dashed: the exact gradient-flow solution of the single neuron (Kunin et al. 2024; "
-                 f"lazyrich.theory.single_neuron) at each member's time t = Σ η, for {', '.join(sorted(out))}")
+        return {}, f"no theory overlay: the solution of {label} predicts none of the recorded observables"
+    return out, (f"dashed: the exact gradient-flow solution of {label} at each member's time t = Σ η, "
+                 f"for {', '.join(sorted(out))}")
 
 
 def render(payload: dict[str, Any]) -> str:
