@@ -31,3 +31,13 @@ def series(records: pd.DataFrame, observable: str, member: int, layer: str | Non
         r = r[r.layer == layer]
     r = r.sort_values(["step", "index"])
     return r.value.to_numpy().reshape(r.step.nunique(), -1)
+
+
+def agf_task(rng: np.random.Generator, d: int = 5, c: int = 4, n: int = 40,
+             s: tuple[float, ...] = (3.0, 1.5, 0.75, 0.375)) -> tuple[np.ndarray, np.ndarray]:
+    """Whitened X [n, d] and Y = X βᵀ with β = U diag(s) V[:, :c]ᵀ of random orthogonal U, V: a linear
+    task whose modes have strengths `s` (well separated, so AGF's drops are distinct)."""
+    U, _ = np.linalg.qr(rng.normal(size=(c, c)))
+    V, _ = np.linalg.qr(rng.normal(size=(d, d)))
+    X = np.sqrt(n) * np.linalg.qr(rng.normal(size=(n, d)))[0]
+    return X, X @ (U @ np.diag(np.asarray(s)) @ V[:, :c].T).T

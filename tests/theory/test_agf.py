@@ -7,7 +7,7 @@ from lazyrich.observe import Data
 from lazyrich.theory import agf, linear_agf
 from lazyrich.theory.checks import regression_moments
 
-from .helpers import ensemble, series
+from .helpers import agf_task, ensemble, series
 
 
 def _drop_times(times: np.ndarray, loss: np.ndarray, levels: np.ndarray) -> np.ndarray:
@@ -28,10 +28,7 @@ def test_linear_network_drop_times_levels_and_order():
     rng = np.random.default_rng(0)
     d, h, c, n = 5, 6, 4, 40
     s = np.array([3.0, 1.5, 0.75, 0.375])
-    U, _ = np.linalg.qr(rng.normal(size=(c, c)))
-    V, _ = np.linalg.qr(rng.normal(size=(d, d)))
-    X = np.sqrt(n) * np.linalg.qr(rng.normal(size=(n, d)))[0]
-    Y = X @ (U @ np.diag(s) @ V[:, :c].T).T
+    X, Y = agf_task(rng, d, c, n, tuple(s))
     data = Data(torch.tensor(X), torch.tensor(Y))
     alpha = 1e-12
     W1, W2 = alpha * rng.normal(size=(h, d)) / np.sqrt(d), alpha * rng.normal(size=(c, h)) / np.sqrt(c)

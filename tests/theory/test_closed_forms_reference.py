@@ -18,6 +18,7 @@ from lazyrich.theory.atanasov import toy_minimum
 from lazyrich.theory.balance import conserved_step, conserved_under_decay, decay_rate, one_d_step_factor
 from lazyrich.theory.saxe import decoupled_init
 
+from .helpers import agf_task
 from .reference import lambda_balanced_init, linear_net_flow, observables, rel_err, whitened_data
 
 TOL = 1e-8
@@ -137,10 +138,7 @@ def test_linear_agf_vs_float64_ode_at_small_init():
     rng = np.random.default_rng(0)
     d, h, c, n = 5, 6, 4, 40
     s = np.array([3.0, 1.5, 0.75, 0.375])
-    U, _ = np.linalg.qr(rng.normal(size=(c, c)))
-    V, _ = np.linalg.qr(rng.normal(size=(d, d)))
-    X = np.sqrt(n) * np.linalg.qr(rng.normal(size=(n, d)))[0]
-    Y = X @ (U @ np.diag(s) @ V[:, :c].T).T
+    X, Y = agf_task(rng, d, c, n, tuple(s))
     alpha = 1e-12
     W1, W2 = alpha * rng.normal(size=(h, d)) / np.sqrt(d), alpha * rng.normal(size=(c, h)) / np.sqrt(c)
     pred = linear_agf(Y.T @ X / n, float((Y**2).sum(1).mean()), np.sqrt(2) * alpha)
