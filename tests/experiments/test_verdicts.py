@@ -176,3 +176,38 @@ def test_cli_reports_inconclusive_without_failing(toy_sensitive, tmp_path, monke
     doc = json.loads((tmp_path / "two" / "claims.json").read_text())
     assert doc["verdicts"] == {"pass": 0, "fail": 0, "inconclusive": 2}  # the control of an undecided claim is undecided
     assert "INCONCLUSIVE" in (tmp_path / "two" / "report.html").read_text()
+
+
+def test_at_checkpoints_merges_calls_per_arm(tmp_path):
+    """balance-deep calls at_checkpoints once per activation: every arm's claims reach the map at every
+    checkpoint (an overwrite kept only the last arm's); a repeated step is evaluated once; an id evaluated
+    twice at one step is an error."""
+    from lazyrich.errors import LazyrichError
+    from lazyrich.experiments.base import Context, Experiment
+    from lazyrich.experiments.sensitivity import sensitivity_map
+
+    calls: list[tuple[str, int]] = []
+
+    def arm(name: str, sign: float):
+        def evaluate(step: int):
+            calls.append((name, step))
+            return [Claim(f"{name}-ok", "s", "t", "derived", sign * step, 0.0, 0.0, "at_least")]
+        return evaluate
+
+    def run(ctx):
+        for name, sign in (("linear", 1.0), ("relu", -1.0)):
+            ctx.at_checkpoints([1, 2, 2], arm(name, sign))
+            ctx.claim(f"{name}-ok", "s", "t", "derived", sign, 0.0, 0.0, "at_least")
+
+    exp = Experiment("toy-arms", "toy", {"quick": {}, "full": {}}, {"quick": "0 s", "full": "0 s"}, "t", run,
+                     decisive=("linear-ok", "relu-ok"))
+    ctx = Context("toy-arms", "quick", {}, tmp_path, sensitivity=True)
+    run(ctx)
+    m = sensitivity_map(exp, ctx, tmp_path).verdicts
+    assert {c: m["linear-ok"]["as run (quick)"][c] for c in ("step 1", "step 2")} == {"step 1": "pass", "step 2": "pass"}
+    assert {c: m["relu-ok"]["as run (quick)"][c] for c in ("step 1", "step 2")} == {"step 1": "fail", "step 2": "fail"}
+    assert calls == [("linear", 1), ("linear", 2), ("relu", 1), ("relu", 2)]
+    with pytest.raises(LazyrichError, match="evaluated twice at checkpoint 1"):
+        ctx.at_checkpoints([1], arm("linear", 1.0))
+    Context("off", "quick", {}, tmp_path).at_checkpoints([1], arm("never", 1.0))  # no-op without --sensitivity
+    assert ("never", 1) not in calls

@@ -306,10 +306,17 @@ class Context:
     def at_checkpoints(self, steps: Sequence[int], evaluate: Callable[[int], Sequence[Claim]]) -> None:
         """Under --sensitivity: evaluate the decisive claims on the records at each checkpoint `step`
         (`evaluate(step)` returns claims with the reproduction's ids); a no-op otherwise, so it costs
-        nothing in ordinary runs."""
+        nothing in ordinary runs. Calls merge: a reproduction may call it once per arm (balance-deep: per
+        activation) with distinct claim ids; an id evaluated twice at one step is an error, never an overwrite."""
         if self.sensitivity:
-            for step in steps:
-                self.checkpoint_claims.setdefault(int(step), []).extend(evaluate(int(step)))
+            for step in dict.fromkeys(int(s) for s in steps):  # each checkpoint once, in the given order
+                have = self.checkpoint_claims.setdefault(step, [])
+                seen = {c.id for c in have}
+                for c in evaluate(step):
+                    require(c.id not in seen, f"{self.name}: claim {c.id!r} is evaluated twice at checkpoint {step}; "
+                            "give each at_checkpoints call its own claim ids")
+                    seen.add(c.id)
+                    have.append(c)
 
     def add(self, claim: Claim) -> None:
         require(all(c.id != claim.id for c in self.claims), f"duplicate claim id {claim.id!r} in {self.name}")
