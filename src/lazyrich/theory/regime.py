@@ -122,7 +122,7 @@ def predict_regime_from_table(widths: tuple[int, int, int], scheme: str = "mup",
 
 def predict_regime_on_data(x, y, W, A, steps: int, lr_w: float, lr_a: float, activation: str = "relu",
                            loss_scale: float = 0.5, per_decade: float = PER_DECADE,
-                           max_samples: int | None = None, seed: int = 0) -> RegimePrediction:
+                           max_samples: int | None = None, seed: int = 0, solver: str = "eigh") -> RegimePrediction:
     """Regime of one two-layer net f = A σ(W x) (W [m, d], A [c, m], multipliers folded in) trained for
     `steps` steps at layer rates (lr_w, lr_a) on (x [n, d], y [n, c]), labelled by the predicted kernel
     distance Ŝ at the horizon (module docstring); R, B, χ, f_w are the configuration's (mean per-neuron
@@ -149,7 +149,7 @@ def predict_regime_on_data(x, y, W, A, steps: int, lr_w: float, lr_a: float, act
     x_scale = float(x.pow(2).sum(1).mean().sqrt())
     base = predict_regime((W.shape[1], m, A.shape[0]), tau, delta, y_scale, x_scale, lr_a, lr_w, activation)
     s_hat = relinearized_kernel_distance(x, y, W, A, steps, lr_w, lr_a, activation, loss_scale, per_decade,
-                                         max_samples, seed)
+                                         max_samples, seed, solver)
     if s_hat > RICH_S:
         label = "ultra-rich" if base.fit_ratio > ULTRA_ABOVE else "rich"
     elif s_hat < LAZY_S:

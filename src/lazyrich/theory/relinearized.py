@@ -47,6 +47,8 @@ from ..models.mlp import MLP, forward
 from ..observe.kernel import mlp_ntk, output_gradients
 
 PER_DECADE = 16  # phases per decade of time (module docstring: how settled Ŝ is at 16)
+KRYLOV_TOL = 1e-6  # relative change of the Lanczos coefficients at which `solver="krylov"` stops
+SOLVERS = ("eigh", "krylov")
 
 
 def jacobian(x: Tensor, W: Tensor, A: Tensor, act: str = "relu") -> tuple[Tensor, Tensor]:
@@ -92,13 +94,57 @@ def _kernel_distance(K0: Tensor, K1: Tensor) -> float:
     return float(1 - (K0 * K1).sum() / (torch.linalg.matrix_norm(K0) * torch.linalg.matrix_norm(K1)))
 
 
-def _lazy_fit_coefficients(K: Tensor, r0: Tensor, steps: float, rate: float) -> Tensor:
-    """v = U diag((1 − e^{−rate·λ·steps})/λ) Uᵀ r₀ for K = UΛUᵀ (so Δθ = η ⊙ Jᵀv)."""
-    lam, U = torch.linalg.eigh(K)
+def _g(lam: Tensor, a: float) -> Tensor:
+    """(1 − e^{−aλ})/λ on eigenvalues λ ≥ 0 (→ a where aλ underflows the relative rounding)."""
     lam = lam.clamp_min(0.0)
-    tiny = lam <= lam.max() * 1e-13  # (1 − e^{−cλk})/λ → ck
-    g = torch.where(tiny, torch.full_like(lam, steps * rate), -torch.expm1(-rate * steps * lam) / torch.where(tiny, 1.0, lam))
-    return U @ (g * (U.T @ r0))
+    tiny = lam <= lam.max() * 1e-13
+    return torch.where(tiny, torch.full_like(lam, a), -torch.expm1(-a * lam) / torch.where(tiny, 1.0, lam))
+
+
+def _lazy_fit_coefficients(K: Tensor, r0: Tensor, steps: float, rate: float, solver: str = "eigh") -> Tensor:
+    """v = U diag((1 − e^{−rate·λ·steps})/λ) Uᵀ r₀ for K = UΛUᵀ (so Δθ = η ⊙ Jᵀv); `solver="krylov"`:
+    the same v from a Lanczos basis of span{r₀, Kr₀, …} (`_krylov_coefficients`)."""
+    if solver == "krylov":
+        return _krylov_coefficients(K, r0, steps * rate)
+    lam, U = torch.linalg.eigh(K)
+    return U @ (_g(lam, steps * rate) * (U.T @ r0))
+
+
+def _krylov_coefficients(K: Tensor, r0: Tensor, a: float, tol: float = KRYLOV_TOL) -> Tensor:
+    """v = g(K) r₀, g(λ) = (1 − e^{−aλ})/λ, by Lanczos with full reorthogonalization: v ≈ ‖r₀‖ Q_j g(T_j) e₁
+    on the j-dimensional Krylov space (Q_j orthonormal, T_j = Q_jᵀKQ_j tridiagonal). Stops when the
+    coefficients move by ≤ tol (relative) between checks, or the space is invariant. Cost per iteration one
+    matrix-vector product, 2(nc)² flops, plus the reorthogonalization 4(nc)j: g is smooth on the spectrum
+    and flat (≈ a) on its small end, so j stays far below nc where the kernel's spectrum decays."""
+    N = r0.shape[0]
+    beta0 = float(r0.norm())
+    if beta0 == 0.0:
+        return torch.zeros_like(r0)
+    Q = torch.empty(N, N, dtype=r0.dtype, device=r0.device)
+    alpha, beta = [], []
+    q, prev, scale = r0 / beta0, None, float(torch.linalg.matrix_norm(K))
+    for j in range(N):
+        Q[:, j] = q
+        w = K @ q
+        alpha.append(float(q @ w))
+        w = w - Q[:, : j + 1] @ (Q[:, : j + 1].T @ w)  # full reorthogonalization, twice (Kahan's "twice is enough")
+        w = w - Q[:, : j + 1] @ (Q[:, : j + 1].T @ w)
+        b = float(w.norm())
+        done = b <= 1e-14 * scale or j == N - 1
+        if done or j % 4 == 3:
+            T = torch.diag(torch.tensor(alpha, dtype=r0.dtype))
+            if j:
+                off = torch.tensor(beta, dtype=r0.dtype)
+                T = T + torch.diag(off, 1) + torch.diag(off, -1)
+            lam, S = torch.linalg.eigh(T)
+            coef = beta0 * (S @ (_g(lam, a) * S[0]))
+            if done or (prev is not None and
+                        float((coef[: len(prev)] - prev).norm().hypot(coef[len(prev):].norm())) <= tol * float(coef.norm())):
+                return Q[:, : j + 1].to(K.dtype) @ coef.to(K.dtype)
+            prev = coef
+        beta.append(b)
+        q = w / b
+    raise AssertionError("unreachable: the loop returns at j = N − 1")
 
 
 def _as_net(weights: list[Tensor], act: str) -> tuple[MLP, dict[str, Tensor]]:
@@ -113,14 +159,15 @@ def layers_ntk(x: Tensor, weights: list[Tensor], lrs: list[float], act: str = "r
 
 
 def layers_step(x: Tensor, y: Tensor, weights: list[Tensor], lrs: list[float], steps: float, act: str = "relu",
-                loss_scale: float = 0.5) -> list[Tensor]:
+                loss_scale: float = 0.5, solver: str = "eigh") -> list[Tensor]:
     """Weights after `steps` steps of gradient flow on the linearization at `weights`, any depth (the
     closed form of `linearized_step`): ΔW_l = η_l ∂⟨f, v⟩/∂W_l = η_l Σ_i (g_{l,i}ᵀ v_i) h_{l−1,i}ᵀ."""
     n, c = y.shape
     net, params = _as_net(weights, act)
     lr = {k: float(r) for k, r in zip(params, lrs)}
     r0 = y - forward(net, params, x)[0]
-    v = _lazy_fit_coefficients(mlp_ntk(net, params, x, None, lr)[0], r0.reshape(-1), steps, 2 * loss_scale / n).reshape(n, c)
+    v = _lazy_fit_coefficients(mlp_ntk(net, params, x, None, lr)[0], r0.reshape(-1), steps, 2 * loss_scale / n,
+                               solver).reshape(n, c)
     grads, inputs = output_gradients(net, params, x)
     h = [t[0] if t.dim() == 3 else t for t in inputs]
     out = [w + lrs[l] * (torch.einsum("ncj,nc->nj", grads[l][0], v).T @ h[l]) for l, w in enumerate(weights[:-1])]
@@ -137,10 +184,11 @@ def _subsample(x: Tensor, y: Tensor, max_samples: int | None, seed: int) -> tupl
 
 def relinearized_kernel_distance_layers(x: Tensor, y: Tensor, weights: list[Tensor], lrs: list[float], steps: float,
                                         act: str = "relu", loss_scale: float = 0.5, per_decade: float = PER_DECADE,
-                                        max_samples: int | None = None, seed: int = 0) -> float:
+                                        max_samples: int | None = None, seed: int = 0, solver: str = "eigh") -> float:
     """Predicted S(0, steps) of one MLP f = W_L σ(… σ(W_1 x)) of any depth (weights [n_l, n_{l−1}], one
     rate per layer, no biases, float64). `max_samples`: run on a fixed random subset of that many samples
-    (`seed`), the cheap approximation of the module docstring; `per_decade`: phases per decade."""
+    (`seed`), the cheap approximation of the module docstring; `per_decade`: phases per decade; `solver`:
+    "eigh" (each phase's lazy fit from the kernel's eigendecomposition) or "krylov" (from a Lanczos basis)."""
     require(x.dim() == 2 and y.dim() == 2 and len(weights) >= 2 and all(w.dim() == 2 for w in weights),
             "give one net: x [n, d], y [n, c], weights [W1 [n_1, d], …, W_L [c, n_{L−1}]] (at least two layers)")
     require(len(lrs) == len(weights), f"give one rate per layer: {len(weights)} layers, {len(lrs)} rates")
@@ -148,23 +196,25 @@ def relinearized_kernel_distance_layers(x: Tensor, y: Tensor, weights: list[Tens
     require(all(w.shape[1] == a for w, a in zip(weights, fan_in)) and weights[-1].shape[0] == y.shape[1],
             f"shapes do not chain: x {tuple(x.shape)}, weights {[tuple(w.shape) for w in weights]}, y {tuple(y.shape)}")
     require(steps >= 0 and per_decade >= 0, f"need steps ≥ 0 and per_decade ≥ 0 (got {steps}, {per_decade})")
+    require(solver in SOLVERS, f"solver={solver!r}: pick one of {', '.join(SOLVERS)}")
     x, y = _subsample(x, y, max_samples, seed)
     now, t = list(weights), 0.0
     for end in _phase_ends(steps, per_decade):
-        now, t = layers_step(x, y, now, lrs, end - t, act, loss_scale), end
+        now, t = layers_step(x, y, now, lrs, end - t, act, loss_scale, solver), end
     return _kernel_distance(layers_ntk(x, weights, lrs, act), layers_ntk(x, now, lrs, act))
 
 
 def relinearized_kernel_distance(x: Tensor, y: Tensor, W: Tensor, A: Tensor, steps: float, lr_w: float, lr_a: float,
                                  act: str = "relu", loss_scale: float = 0.5, per_decade: float = PER_DECADE,
-                                 max_samples: int | None = None, seed: int = 0) -> float:
+                                 max_samples: int | None = None, seed: int = 0, solver: str = "eigh") -> float:
     """Predicted S(0, steps) of one two-layer net (W [m, d], A [c, m], x [n, d], y [n, c], float64):
     lazy fits in log-spaced phases, `per_decade` of them per decade of time (module docstring);
     `per_decade=0` is one linearization over the whole horizon (the NTK's own prediction);
-    `max_samples` runs it on a fixed random subset of the samples (the cheap approximation)."""
+    `max_samples` runs it on a fixed random subset of the samples (the cheap approximation); `solver="krylov"`
+    replaces each phase's eigendecomposition by a Lanczos basis (the same Ŝ, cheaper at large n·c)."""
     require(x.dim() == 2 and y.dim() == 2 and W.dim() == 2 and A.dim() == 2,
             "give one net: x [n, d], y [n, c], W [m, d], A [c, m]")
     require(W.shape[1] == x.shape[1] and A.shape[1] == W.shape[0] and A.shape[0] == y.shape[1],
             f"shapes do not chain: x {tuple(x.shape)}, W {tuple(W.shape)}, A {tuple(A.shape)}, y {tuple(y.shape)}")
     return relinearized_kernel_distance_layers(x, y, [W, A], [lr_w, lr_a], steps, act, loss_scale, per_decade,
-                                               max_samples, seed)
+                                               max_samples, seed, solver)
