@@ -31,12 +31,34 @@ def _mentions_sdpa(cls: type) -> bool:
         return False
 
 
+def is_hf_attention(m: nn.Module) -> bool:
+    """A Hugging Face attention module: it passes its own `scaling` (1/sqrt(head_dim)) to every attention
+    implementation (eager, SDPA, flash), so setting that attribute scales all of them alike."""
+    return (not isinstance(m, nn.MultiheadAttention) and isinstance(getattr(m, "scaling", None), (int, float))
+            and isinstance(getattr(m, "head_dim", None), int))
+
+
+def set_hf_scaling(m: nn.Module, attn_mult: float) -> None:
+    """scaling ← (the model's own scaling)·sqrt(d_head)·attn_mult/d_head: attn_mult/d_head for the usual
+    1/sqrt(d_head), keeping extra factors such as GPT-2's optional 1/(layer index + 1)."""
+    if "_lazyrich_scaling0" not in m.__dict__:
+        m.__dict__["_lazyrich_scaling0"] = float(m.scaling)  # type: ignore[arg-type]
+    d = int(m.head_dim)  # type: ignore[arg-type]
+    m.scaling = m.__dict__["_lazyrich_scaling0"] * math.sqrt(d) * attn_mult / d
+
+
+def unset_hf_scaling(m: nn.Module) -> None:
+    if "_lazyrich_scaling0" in m.__dict__:
+        m.scaling = m.__dict__.pop("_lazyrich_scaling0")
+
+
 def attention_modules(model: nn.Module) -> list[str]:
-    """Paths of modules that compute attention: nn.MultiheadAttention, or modules whose forward calls
-    scaled_dot_product_attention (read from their source)."""
+    """Paths of modules that compute attention: nn.MultiheadAttention, Hugging Face attention modules
+    (`is_hf_attention`), or modules whose forward calls scaled_dot_product_attention (read from their source)."""
     out = []
     for path, m in model.named_modules():
-        if isinstance(m, nn.MultiheadAttention) or (type(m).forward is not nn.Module.forward and _mentions_sdpa(type(m))):
+        if isinstance(m, nn.MultiheadAttention) or is_hf_attention(m) or \
+                (type(m).forward is not nn.Module.forward and _mentions_sdpa(type(m))):
             if not any(path.startswith(p + ".") or p == "" for p in out):
                 out.append(path)
     return out
@@ -107,6 +129,9 @@ class AttentionScale:
 def install(model: nn.Module, paths: list[str], meta: nn.Module) -> None:
     modules = dict(model.named_modules())
     for p in paths:
+        if is_hf_attention(modules[p]):
+            set_hf_scaling(modules[p], float(meta.state["attn_mult"]))  # type: ignore[index]
+            continue
         hook = AttentionScale(meta)
         modules[p].register_forward_pre_hook(hook.enter)
         modules[p].register_forward_hook(hook.leave, always_call=True)

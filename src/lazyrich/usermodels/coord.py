@@ -49,6 +49,38 @@ def mlp(d: int = 32, c: int = 10, depth: int = 3, activation: type[nn.Module] = 
     return build
 
 
+class ResBlock(nn.Module):
+    """Pre-LN residual MLP block: x + fc2(relu(fc1(LN(x)))) (branch output: fc2)."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.norm, self.fc1, self.fc2 = nn.LayerNorm(width), nn.Linear(width, width), nn.Linear(width, width)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.fc2(torch.relu(self.fc1(self.norm(x))))
+
+
+class ResMLP(nn.Module):
+    """d → width, `depth` pre-LN residual blocks in `blocks`, final LayerNorm, readout width → c."""
+
+    def __init__(self, width: int, depth: int, d: int = 32, c: int = 10) -> None:
+        super().__init__()
+        self.inp = nn.Linear(d, width)
+        self.blocks = nn.ModuleList(ResBlock(width) for _ in range(depth))
+        self.norm, self.out = nn.LayerNorm(width), nn.Linear(width, c)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.inp(x)
+        for block in self.blocks:
+            h = block(h)
+        return self.out(self.norm(h))
+
+
+def resmlp(d: int = 32, c: int = 10) -> Callable[[int, int], nn.Module]:
+    """A factory (width, depth) → `ResMLP`: the default model of a coord check over depth."""
+    return lambda width, depth: ResMLP(width, depth, d, c)
+
+
 def default_batch(model: nn.Module, size: int = 64, seed: int = 0) -> Tensor:
     """Inputs for a model whose first layer is Linear (Gaussian, coordinates Θ(1)) or Embedding (tokens)."""
     first = next((m for m in model.modules() if isinstance(m, (nn.Linear, nn.Embedding, nn.modules.conv._ConvNd))), None)

@@ -25,7 +25,8 @@ def _muon_adjust(fn: str | None, shape: tuple[int, ...]) -> float:
 
 
 def param_groups(model: nn.Module, lr: float, weight_decay: float = 0.0, *, select: Select = "all",
-                 independent_wd: bool = False, muon_adjust_lr_fn: str | None = "original") -> list[dict[str, Any]]:
+                 independent_wd: bool = False, muon_adjust_lr_fn: str | None = "original",
+                 eps: float | None = None) -> list[dict[str, Any]]:
     """Param groups for any `torch.optim` optimizer: lr·lr_scale and weight_decay·wd_scale per tensor
     (tensors with equal settings share a group; each group lists its tensors under "names").
 
@@ -34,13 +35,16 @@ def param_groups(model: nn.Module, lr: float, weight_decay: float = 0.0, *, sele
     `select="matrices"` keeps 2-D tensors only (for torch.optim.Muon), "others" the rest. For a model
     parametrized for "muon", the lr is divided by torch.optim.Muon's own shape adjustment
     (`muon_adjust_lr_fn`, as you pass it to Muon; None to skip) so the update equals the table's.
+    `eps` (Adam's ε) gives each group eps·eps_scale: m_L^(−α) inside residual blocks under a depth
+    scheme (CompleteP), 1 elsewhere; None leaves ε to the optimizer.
     """
+    require(eps is None or (eps >= 0 and math.isfinite(eps)), f"eps={eps} must be a non-negative finite number")
     require(lr > 0 and math.isfinite(lr), f"lr={lr} must be a positive finite number")
     require(weight_decay >= 0, f"weight_decay={weight_decay} must be non-negative")
     require(select in ("all", "matrices", "others"), f"select={select!r}: choose all, matrices or others")
     p = plan_of(model)
     params = dict(model.named_parameters())
-    groups: dict[tuple[float, float], dict[str, Any]] = {}
+    groups: dict[tuple[float, ...], dict[str, Any]] = {}
     for r in p.rows:
         t = params[r.name]
         if (select == "matrices" and t.dim() != 2) or (select == "others" and t.dim() == 2):
@@ -49,7 +53,8 @@ def param_groups(model: nn.Module, lr: float, weight_decay: float = 0.0, *, sele
         if p.optimizer == "muon" and t.dim() == 2 and muon_adjust_lr_fn is not None:
             g_lr /= _muon_adjust(muon_adjust_lr_fn, r.shape)
         wd = weight_decay * r.wd_scale / (r.lr_scale if independent_wd and r.lr_scale > 0 else 1.0)
-        group = groups.setdefault((g_lr, wd), {"params": [], "names": [], "lr": g_lr, "weight_decay": wd})
+        extra = {} if eps is None else {"eps": eps * r.eps_scale}
+        group = groups.setdefault((g_lr, wd, *extra.values()), {"params": [], "names": [], "lr": g_lr, "weight_decay": wd, **extra})
         group["params"].append(t)
         group["names"].append(r.name)
     return list(groups.values())
@@ -57,7 +62,9 @@ def param_groups(model: nn.Module, lr: float, weight_decay: float = 0.0, *, sele
 
 def table(p: Plan, model: nn.Module | None = None) -> pd.DataFrame:
     """One row per tensor: role, fans, init std, multiplier, lr and wd scales, the abc-invariants
-    c_init = m·σ and c_lr = m²·lr (SGD) or m·lr (Adam, Muon), and the measured std when `model` is given."""
+    c_init = m·σ and c_lr = m²·lr (SGD) or m·lr (Adam, Muon), their width exponents (c ∝ width^exp),
+    the depth exponents (lr ∝ m_L^lr_depth_exp inside residual blocks; a branch output's multiplier
+    ∝ m_L^branch_depth_exp) and the measured std when `model` is given."""
     rows = pd.DataFrame([{**r.__dict__, "shape": "×".join(map(str, r.shape))} for r in p.rows])
     rows["c_init"] = rows["multiplier"] * rows["init_std"]
     power = 2 if p.optimizer == "sgd" else 1

@@ -30,7 +30,13 @@ class LazyrichMeta(nn.Module):
 
     @property
     def multipliers(self) -> dict[str, float]:
-        return {r["name"]: r["multiplier"] for r in self.state["rows"] if r["hooked"]}
+        out = {r["name"]: r["multiplier"] for r in self.state["rows"] if r["hooked"]}
+        out.update({tied_key(t["module"]): t["multiplier"] for t in self.state.get("tied") or ()})
+        return out
+
+    @property
+    def branch_mult(self) -> float:
+        return float((self.state.get("depth") or {}).get("branch_mult", 1.0))
 
     def get_extra_state(self) -> dict[str, Any]:
         return self.state
@@ -38,9 +44,7 @@ class LazyrichMeta(nn.Module):
     def set_extra_state(self, state: Any) -> None:
         require(isinstance(state, dict) and state.get("version") == VERSION,
                 f"checkpoint holds lazyrich metadata of an unknown version: expected version {VERSION}")
-        hooked_now = {r["name"] for r in self.state["rows"] if r["hooked"]}
-        hooked_new = {r["name"] for r in state["rows"] if r["hooked"]}
-        if hooked_now != hooked_new:
+        if _hooked(self.state) != _hooked(state):
             raise LazyrichError("checkpoint carries multipliers on other tensors than this model's parametrization: "
                                 "load it into a fresh model with lazyrich.usermodels.restore(model, state_dict)")
         self.state = state
@@ -50,6 +54,17 @@ class LazyrichMeta(nn.Module):
 
     def extra_repr(self) -> str:
         return f"scheme={self.state['scheme']}, optimizer={self.state['optimizer']}, tensors={len(self.state['rows'])}"
+
+
+def tied_key(module: str) -> str:
+    return f"tied:{module}"
+
+
+def _hooked(state: dict[str, Any]) -> set[str]:
+    """Everything a hook reads: multiplier rows, tied readouts and residual branch outputs."""
+    depth = state.get("depth") or {}
+    return ({r["name"] for r in state["rows"] if r["hooked"]} | {tied_key(t["module"]) for t in state.get("tied") or ()}
+            | {f"branch:{b}" for b in depth.get("branches", ())})
 
 
 class InputMultiplier:
@@ -70,6 +85,20 @@ class OutputMultiplier:
 
     def __call__(self, module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
         return output * self.meta.multipliers[self.name]
+
+
+class BranchMultiplier:
+    """Forward hook on a residual branch's output module: m_L^(−α)·F(x) (bias included; for modules
+    returning a tuple, as nn.MultiheadAttention, the first element)."""
+
+    def __init__(self, meta: LazyrichMeta) -> None:
+        self.meta = meta
+
+    def __call__(self, module: nn.Module, args: tuple, output: Any) -> Any:
+        m = self.meta.branch_mult
+        if isinstance(output, tuple):
+            return (output[0] * m, *output[1:])
+        return output * m
 
 
 def host(model: nn.Module) -> nn.Module:
@@ -98,7 +127,9 @@ def strip(model: nn.Module) -> None:
     """Remove a previous parametrization's metadata module and hooks (parametrize is idempotent)."""
     from .attention import AttentionScale
 
-    ours = (InputMultiplier, OutputMultiplier, AttentionScale)
+    from .attention import unset_hf_scaling
+
+    ours = (InputMultiplier, OutputMultiplier, BranchMultiplier, AttentionScale)
     for module in list(model.modules()):
         for hooks in (module._forward_pre_hooks, module._forward_hooks):
             for key in [k for k, h in hooks.items() if isinstance(h, ours) or isinstance(getattr(h, "__self__", None), ours)]:
@@ -106,6 +137,7 @@ def strip(model: nn.Module) -> None:
                 module._forward_hooks_always_called.pop(key, None)
         if isinstance(module._modules.get(META_NAME), LazyrichMeta):
             del module._modules[META_NAME]
+        unset_hf_scaling(module)
 
 
 def attach(model: nn.Module, state: dict[str, Any]) -> LazyrichMeta:
@@ -121,4 +153,9 @@ def attach(model: nn.Module, state: dict[str, Any]) -> LazyrichMeta:
             module.register_forward_hook(OutputMultiplier(meta, row["name"]))
         else:
             module.register_forward_pre_hook(InputMultiplier(meta, row["name"]))
+    for t in state.get("tied") or ():
+        if t["multiplier"] != 1.0:
+            modules[t["module"]].register_forward_pre_hook(InputMultiplier(meta, tied_key(t["module"])))
+    for b in (state.get("depth") or {}).get("branches", ()):
+        modules[b].register_forward_hook(BranchMultiplier(meta))
     return meta

@@ -12,6 +12,7 @@ from __future__ import annotations
 import fnmatch
 import math
 from dataclasses import dataclass, replace
+from typing import Callable
 
 from torch import nn
 
@@ -19,7 +20,12 @@ from ..errors import LazyrichError, require
 
 ROLES = ("input", "hidden", "output", "bias", "fixed")
 # modules whose forward we can wrap with a multiplier (z = m·W h + b) by a hook on the module call
-HOOKABLE = ("linear", "conv", "embedding")
+HOOKABLE = ("linear", "conv", "conv1d", "embedding")
+
+
+def is_conv1d(module: nn.Module) -> bool:
+    """Hugging Face's `Conv1D` (GPT-2): a linear layer with weight stored transposed, [in, out]."""
+    return type(module).__name__ == "Conv1D" and hasattr(module, "nf")
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,8 @@ def _kind(module: nn.Module, inside_attention: bool) -> str:
         return "conv"
     if isinstance(module, nn.Embedding):
         return "embedding"
+    if is_conv1d(module):
+        return "conv1d"
     if isinstance(module, _norm_types()):
         return "norm"
     return "param"
@@ -73,6 +81,8 @@ def _fans(kind: str, pname: str, shape: tuple[int, ...], module: nn.Module) -> t
         return shape[1], shape[0] // 3
     if kind == "attention" and len(shape) == 3:  # bias_k, bias_v: [1, 1, E]
         return 1, shape[-1]
+    if kind == "conv1d":  # transposed layout: weight [in, out]
+        return shape[0], shape[1]
     return int(math.prod(shape[1:])), shape[0]
 
 
@@ -84,6 +94,8 @@ def _width_dims(kind: str, pname: str, shape: tuple[int, ...]) -> tuple[int | No
         return 1, None
     if kind == "attention" and len(shape) == 3:
         return 2, None
+    if kind == "conv1d":
+        return 1, 0
     return 0, 1
 
 
@@ -107,6 +119,19 @@ def discover(model: nn.Module) -> list[TensorInfo]:
             out.append(TensorInfo(f"{path}.{pname}" if path else pname, path, kind, shape, fan_in, fan_out,
                                   hookable=hookable))
     require(bool(out), "the model has no parameters to parametrize")
+    return out
+
+
+def tied_uses(model: nn.Module) -> list[tuple[str, str, str]]:
+    """Second owners of tied weights: (parameter name as `discover` names it, owner module path, kind)."""
+    first: dict[int, str] = {}
+    out = []
+    for path, module in model.named_modules():
+        for pname, p in module.named_parameters(recurse=False):
+            if id(p) in first:
+                out.append((first[id(p)], path, _kind(module, False)))
+            else:
+                first[id(p)] = f"{path}.{pname}" if path else pname
     return out
 
 
@@ -134,30 +159,34 @@ def _role_from_width(t: TensorInfo) -> TensorInfo:
     return _with(t, role=role)
 
 
-def compare_with_base(infos: list[TensorInfo], base: nn.Module, delta: nn.Module | None = None) -> list[TensorInfo]:
+def compare_with_base(infos: list[TensorInfo], base: nn.Module, delta: nn.Module | None = None,
+                      canon: Callable[[str], str] | None = None) -> list[TensorInfo]:
     """Mark width dimensions: those where `base` (same class, other width) differs from the model, or
-    from `delta` when given (as mup's `delta`: lets the model have the base's own width)."""
-    base_shapes = {n: tuple(p.shape) for n, p in base.named_parameters()}
-    ref = {n: tuple(p.shape) for n, p in delta.named_parameters()} if delta is not None else \
-        {t.name: t.shape for t in infos}
-    missing = [t.name for t in infos if t.name not in base_shapes or t.name not in ref]
+    from `delta` when given (as mup's `delta`: lets the model have the base's own width). `canon` maps
+    parameter names to the base's (e.g. every residual block to block 0, when the base is shallower)."""
+    canon = canon or (lambda n: n)
+    base_shapes = {canon(n): tuple(p.shape) for n, p in base.named_parameters()}
+    ref = {canon(n): tuple(p.shape) for n, p in delta.named_parameters()} if delta is not None else \
+        {canon(t.name): t.shape for t in infos}
+    missing = [t.name for t in infos if canon(t.name) not in base_shapes or canon(t.name) not in ref]
     require(not missing, f"base model lacks parameters {missing[:3]}: build the base with the same class, only narrower")
     out = []
     for t in infos:
-        b, r = base_shapes[t.name], ref[t.name]
+        b, r = base_shapes[canon(t.name)], ref[canon(t.name)]
         require(len(b) == len(t.shape) == len(r),
                 f"{t.name} has shape {t.shape} but {b} in the base model: they must differ only in widths")
         o_dim, i_dim = _width_dims(t.kind, t.name.rsplit(".", 1)[-1], t.shape)
         grows = lambda d: d is not None and r[d] != b[d]  # noqa: E731
         out.append(_with(t, width=(grows(o_dim), grows(i_dim))))
-    if delta is None and base_shapes == ref:
+    if delta is None and all(base_shapes[canon(t.name)] == t.shape for t in infos):
         raise LazyrichError("the base model has the model's own shapes, so no dimension looks like a width: "
                             "build the base at another width, or pass delta= a model at a third width")
     return out
 
 
 def assign_roles(infos: list[TensorInfo], base: nn.Module | None = None,
-                 roles: dict[str, str] | None = None, delta: nn.Module | None = None) -> list[TensorInfo]:
+                 roles: dict[str, str] | None = None, delta: nn.Module | None = None,
+                 canon: Callable[[str], str] | None = None) -> list[TensorInfo]:
     """Roles from annotations (fnmatch patterns on parameter names) > base comparison > order."""
     roles = roles or {}
     for pattern, role in roles.items():
@@ -165,7 +194,7 @@ def assign_roles(infos: list[TensorInfo], base: nn.Module | None = None,
         require(any(fnmatch.fnmatchcase(t.name, pattern) for t in infos),
                 f"role annotation {pattern!r} matches no parameter: names look like {infos[0].name!r}")
     if base is not None:
-        infos = compare_with_base(infos, base, delta)
+        infos = compare_with_base(infos, base, delta, canon)
         infos = [_role_from_width(t) for t in infos]
     else:
         matrices = [i for i, t in enumerate(infos) if _is_matrix(t)]
