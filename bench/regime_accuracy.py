@@ -7,17 +7,25 @@ Conditions (GD by the engine, float64, full batch; cells = τ × δ grids or, fo
   kunin     the tuned setup: d=5, h=20, n=50, Kunin's 3-neuron teacher, symmetric init (f₀ ≡ 0), ReLU,
             lr = 0.01/max(κ, 0.1), 8,000 steps, ½·MSE, seeds 0-1 (the design seeds of tests/theory)
   gaussian  the same with a non-symmetric Gaussian init (f₀ ≠ 0: per-neuron norms fluctuate, no pairs)
-  tanh      the same with tanh hidden units, 4× the rate and 32,000 steps (at the kunin horizon almost every
-            tanh cell is lazy); no cell is rich (S ≤ 0.19 at every τ ≥ 0.01: from a tiny init the tanh
-            net is near-linear and learns the teacher's linear part, a rank-one change of the kernel)
+  tanh      tanh hidden units on a tanh teacher (3 units of gain 6, f*(x) = Σ_j ±tanh(6 w_j·x), inputs on the
+            sphere), 4× the rate, 32,000 steps. (A bias-free tanh net is odd, so on the ReLU teacher it can
+            only learn the teacher's odd part, which is linear: S ≤ 0.19 there, never rich.)
   iris      a real data set shipped offline (plotly's iris, 150 flowers): petal width from the other three
             measurements, all standardized; symmetric init, ReLU, 4× the rate, 32,000 steps; no cell is
-            rich either (S ≤ 0.12: a nearly linear target of nearly two-dimensional inputs)
-  long      the kunin setup run 8× longer (64,000 steps): downstream nets turn delayed-rich
+            rich (S ≤ 0.12: a nearly linear target of nearly two-dimensional inputs)
+  digits    a real data set shipped offline with scikit-learn (load_digits, 8×8 images, d = 64): 100 images
+            drawn per seed, parity of the digit as ±1, inputs centred and scaled to unit norm; symmetric init,
+            ReLU, h = 20, 4× the rate, 16,000 steps
+  long      the kunin setup run 8× longer (64,000 steps): downstream nets' S keeps growing (delayed rich)
+  delayed   where the theory puts the delayed rich regime: downstream inits (δ ∈ {−2, −1, −½, −¼} ≪ τ²,
+            τ ∈ {0.01, 0.03, 0.1, 0.3}) with too few neurons for the frozen features to fit (h = 10 on the
+            kunin task), each net read at four horizons T = 1,024, 4,096, 16,384, 65,536 steps (a cell is a
+            (net, T) pair; the predictors are given T): the same nets cross lazy → mixed → rich as T grows
   deep      three layers (5, 20, 20, 1), ReLU, Gaussian W_l = α·ρ_l·G/√fan_in, ρ = (r, 1, 1/r), lr = 0.01/max(α⁴, 0.1)
 Predictors: the configuration-only `predict_regime` (from the nets' mean per-neuron τ² = |a||w| and δ;
 two-layer only, so n/a on `deep`), `predict_regime_on_data` at q = 16 phases per decade (full), q = 4,
-and q = 4 on a random half of the samples (the cheap approximation; on `deep` the same Ŝ-band rule through
+q = 1 (one relinearization per decade: the first few only), q = 4 on a random half of the samples, and
+q = 16 with the Krylov (Lanczos) lazy fit (on `deep` the same Ŝ-band rule through
 `relinearized_kernel_distance_layers`). "rich" counts ultra-rich as rich.
 
     python bench/regime_accuracy.py [--conditions kunin,gaussian,...]
@@ -42,12 +50,14 @@ from lazyrich import MLP, build, train  # noqa: E402
 from lazyrich.observe.base import Data  # noqa: E402
 from lazyrich.param.init import kunin_scales  # noqa: E402
 from lazyrich.tasks import teacher_student  # noqa: E402
+from lazyrich.tasks.synthetic import sphere  # noqa: E402
 from lazyrich.theory.regime import LAZY_S, RICH_S, predict_regime, predict_regime_on_data  # noqa: E402
 from lazyrich.theory.relinearized import relinearized_kernel_distance_layers  # noqa: E402
 
 CLASSES = ("lazy", "mixed", "rich")
 TAUS, DELTAS = np.logspace(-2, 0.5, 6), np.linspace(-1, 1, 5)
-PREDICTORS = {"config": None, "full q=16": (16, None), "q=4": (4, None), "q=4, n/2": (4, 0.5)}
+PREDICTORS = {"config": None, "full q=16": (16, None, "eigh"), "q=4": (4, None, "eigh"), "q=1": (1, None, "eigh"),
+              "q=4, n/2": (4, 0.5, "eigh"), "Krylov q=16": (16, None, "krylov")}
 
 
 def band(s: float) -> str:
@@ -67,9 +77,31 @@ def iris() -> Data:
     return Data(v[:, :3], v[:, 3:], v[:3, :3], v[:3, 3:])
 
 
-def two_layer_cells(d: int, h: int, seed: int, gaussian: bool, lr_scale: float = 1.0):
+def tanh_teacher(seed: int, d: int = 5, k: int = 3, n: int = 50, gain: float = 6.0) -> Data:
+    """f*(x) = Σ_j a_j tanh(gain·w_j·x), w_j ~ Unif(S^{d−1}), a_j = ±1, inputs uniform on the sphere."""
     gen = torch.Generator().manual_seed(seed)
-    tau, delta = (torch.tensor(v, dtype=torch.float64).reshape(-1) for v in np.meshgrid(TAUS, DELTAS, indexing="ij"))
+    w = sphere(k, d, gen)
+    a = torch.sign(torch.randn(k, generator=gen, dtype=torch.float64))
+    x = sphere(n, d, gen)
+    y = (torch.tanh(gain * x @ w.T) @ a)[:, None]
+    return Data(x, y, x[:3], y[:3])
+
+
+def digits(seed: int, n: int = 100) -> Data:
+    """scikit-learn's digits (ships with the package): n images drawn by `seed`, parity as ±1, inputs centred
+    (over all 1,797 images) and scaled to unit norm."""
+    from sklearn.datasets import load_digits
+    X, label = load_digits(return_X_y=True)
+    idx = np.random.default_rng(seed).choice(len(X), n, replace=False)
+    X = X[idx] - X.mean(0)
+    x = torch.tensor(X / np.linalg.norm(X, axis=1, keepdims=True))
+    y = torch.tensor(np.where(label[idx] % 2 == 0, 1.0, -1.0))[:, None]
+    return Data(x, y, x[:3], y[:3])
+
+
+def two_layer_cells(d: int, h: int, seed: int, gaussian: bool, lr_scale: float = 1.0, taus=TAUS, deltas=DELTAS):
+    gen = torch.Generator().manual_seed(seed)
+    tau, delta = (torch.tensor(v, dtype=torch.float64).reshape(-1) for v in np.meshgrid(taus, deltas, indexing="ij"))
     a_norm, w_norm = kunin_scales(tau, delta)
     E = len(tau)
     if gaussian:  # iid Gaussian directions and signs per cell, norms fluctuating around the cell's (|a|, ||w||)
@@ -97,22 +129,25 @@ def deep_cells(d: int, h: int, seed: int):
     return [torch.stack(w) for w in Ws], lrs
 
 
-CONDITIONS = {  # data, activation, steps, cells(seed)
+CONDITIONS = {  # data, activation, horizon(s), cells(seed)
     "kunin": (lambda s: teacher_student(d=5, k=3, n=50, n_test=10, seed=s), "relu", 8000,
               lambda s: two_layer_cells(5, 20, s + 1, False)),
     "gaussian": (lambda s: teacher_student(d=5, k=3, n=50, n_test=10, seed=s), "relu", 8000,
                  lambda s: two_layer_cells(5, 20, s + 1, True)),
-    "tanh": (lambda s: teacher_student(d=5, k=3, n=50, n_test=10, seed=s), "tanh", 32_000,
-             lambda s: two_layer_cells(5, 20, s + 1, False, 4.0)),
+    "tanh": (lambda s: tanh_teacher(s), "tanh", 32_000, lambda s: two_layer_cells(5, 20, s + 1, False, 4.0)),
     "iris": (lambda s: iris(), "relu", 32_000, lambda s: two_layer_cells(3, 20, s + 1, False, 4.0)),
+    "digits": (lambda s: digits(s), "relu", 16_000, lambda s: two_layer_cells(64, 20, s + 1, False, 4.0)),
     "long": (lambda s: teacher_student(d=5, k=3, n=50, n_test=10, seed=s), "relu", 64_000,
              lambda s: two_layer_cells(5, 20, s + 1, False)),
+    "delayed": (lambda s: teacher_student(d=5, k=3, n=50, n_test=10, seed=s), "relu", (1024, 4096, 16_384, 65_536),
+                lambda s: two_layer_cells(5, 10, s + 1, False, 1.0, (0.01, 0.03, 0.1, 0.3), (-2.0, -1.0, -0.5, -0.25))),
     "deep": (lambda s: teacher_student(d=5, k=3, n=50, n_test=10, seed=s), "relu", 8000, lambda s: deep_cells(5, 20, s + 1)),
 }
 
 
 def run_condition(name: str, seeds=(0, 1)) -> list[dict]:
-    make_data, act, steps, make_cells = CONDITIONS[name]
+    make_data, act, horizons, make_cells = CONDITIONS[name]
+    horizons = horizons if isinstance(horizons, tuple) else (horizons,)
     out = []
     for seed in seeds:
         data = make_data(seed)
@@ -123,37 +158,38 @@ def run_condition(name: str, seeds=(0, 1)) -> list[dict]:
         for p in ens.lr:
             ens.lr[p] = ens.base_lr.clone()
             ens.multipliers[p] = torch.ones(len(lrs), dtype=torch.float64)
-        run = train(ens, data, steps, record=[0, steps], observers=("loss", "kernel_distance"), kernel="fused")
-        S = run.final("kernel_distance")["kernel_distance"].sort_index().to_numpy()
+        run = train(ens, data, horizons[-1], record=[0, *horizons], observers=("loss", "kernel_distance"), kernel="fused")
         y_scale = float(data.y.pow(2).sum(1).mean().sqrt())
         x_scale = float(data.x.pow(2).sum(1).mean().sqrt())
-        for i, lr in enumerate(lrs):
-            if run.diverged_step[i] >= 0:
-                continue
-            cell = {"condition": name, "seed": seed, "S": float(S[i]), "measured": band(float(S[i]))}
-            Wi = [w[i] for w in weights]
-            for key, spec in PREDICTORS.items():
-                t0 = time.perf_counter()
-                if len(Wi) > 2:  # deep: the Ŝ-band rule through the any-depth flow; no configuration predictor
-                    if spec is None:
+        for steps in horizons:
+            S = run.final("kernel_distance", step=steps)["kernel_distance"].sort_index().to_numpy()
+            for i, lr in enumerate(lrs):
+                if run.diverged_step[i] >= 0:
+                    continue
+                cell = {"condition": name, "seed": seed, "member": i, "T": steps, "S": float(S[i]), "measured": band(float(S[i]))}
+                Wi = [w[i] for w in weights]
+                for key, spec in PREDICTORS.items():
+                    t0 = time.perf_counter()
+                    if spec is None and len(Wi) > 2:  # no configuration-only predictor beyond two layers
                         cell[key] = "n/a"
-                    else:
-                        ns = None if spec[1] is None else int(spec[1] * data.x.shape[0])
-                        s_hat = relinearized_kernel_distance_layers(data.x, data.y, Wi, [lr] * 3, steps, act, 0.5,
-                                                                    spec[0], ns)
-                        cell[key] = band(s_hat)
-                elif spec is None:
-                    a_norm, w_norm = Wi[1].norm(dim=0), Wi[0].norm(dim=1)
-                    tau = float((a_norm * w_norm).mean().sqrt())
-                    delta = float((a_norm**2 - w_norm**2).mean())
-                    cell[key] = label(predict_regime((widths[0], widths[1], 1), tau, delta, y_scale, x_scale,
-                                                     activation=act).regime)
-                else:
-                    ns = None if spec[1] is None else int(spec[1] * data.x.shape[0])
-                    p = predict_regime_on_data(data.x, data.y, Wi[0], Wi[1], steps, lr, lr, act, 0.5, spec[0], max_samples=ns)
-                    cell[key] = label(p.regime)
-                cell[f"t_{key}"] = time.perf_counter() - t0
-            out.append(cell)
+                    elif spec is None:
+                        a_norm, w_norm = Wi[1].norm(dim=0), Wi[0].norm(dim=1)
+                        tau = float((a_norm * w_norm).mean().sqrt())
+                        delta = float((a_norm**2 - w_norm**2).mean())
+                        cell[key] = label(predict_regime((widths[0], widths[1], 1), tau, delta, y_scale, x_scale,
+                                                         activation=act).regime)
+                    else:  # deep nets: the same Ŝ-band rule through the any-depth flow
+                        q, frac, solver = spec
+                        ns = None if frac is None else int(frac * data.x.shape[0])
+                        if len(Wi) == 2:
+                            p = predict_regime_on_data(data.x, data.y, Wi[0], Wi[1], steps, lr, lr, act, 0.5, q, ns, 0, solver)
+                            cell[key], cell[f"S_{key}"] = label(p.regime), p.kernel_distance
+                        else:
+                            s_hat = relinearized_kernel_distance_layers(data.x, data.y, Wi, [lr] * len(Wi), steps, act,
+                                                                        0.5, q, ns, 0, solver)
+                            cell[key], cell[f"S_{key}"] = band(s_hat), s_hat
+                    cell[f"t_{key}"] = time.perf_counter() - t0
+                out.append(cell)
     return out
 
 
@@ -214,6 +250,26 @@ def main() -> None:
             print(f"  {m:5s}: " + " ".join(f"{sum(c[p] == q for c in sel if c['measured'] == m):4d}" for q in CLASSES))
         times = [c[f't_{p}'] for c in sel]
         print(f"  mean prediction time {np.mean(times) * 1e3:.1f} ms per net")
+        if p != "config":  # how far from a band edge the misses of all trained cells (balanced or not) lie
+            miss = [c for name in pool for c in pool[name] if c[p] not in ("n/a", c["measured"])]
+            edge = [min(abs(c["S"] - LAZY_S), abs(c["S"] - RICH_S)) for c in miss]
+            print(f"  misses over all {sum(len(v) for v in pool.values())} trained cells: {len(miss)}, "
+                  f"{sum(e <= 0.03 for e in edge)} of them with S within 0.03 of a band edge (largest distance "
+                  f"{max(edge, default=0):.3f})")
+    if "delayed" in pool:  # the same nets read at growing horizons: the crossing, and who sees it
+        cells = pool["delayed"]
+        print("\ndelayed: measured lazy / mixed / rich and correct (config | full q=16 | q=1) per horizon, all cells:")
+        for T in sorted({c["T"] for c in cells}):
+            at = [c for c in cells if c["T"] == T]
+            counts = [sum(c["measured"] == cl for c in at) for cl in CLASSES]
+            right = [sum(c[p] == c["measured"] for c in at) for p in ("config", "full q=16", "q=1")]
+            print(f"  T = {T}: {' / '.join(map(str, counts))}; correct {' | '.join(f'{r}/{len(at)}' for r in right)}")
+        horizons = sorted({c["T"] for c in cells})
+        nets = {(c["seed"], c["member"]) for c in cells}
+        first = {(c["seed"], c["member"]): c["measured"] for c in cells if c["T"] == horizons[0]}
+        last = {(c["seed"], c["member"]): c["measured"] for c in cells if c["T"] == horizons[-1]}
+        cross = [k for k in nets if first[k] == "lazy" and last[k] == "rich"]
+        print(f"  nets lazy at T = {horizons[0]} and rich at T = {horizons[-1]}: {len(cross)} of {len(nets)}")
 
 
 if __name__ == "__main__":

@@ -110,12 +110,13 @@ def _lazy_fit_coefficients(K: Tensor, r0: Tensor, steps: float, rate: float, sol
     return U @ (_g(lam, steps * rate) * (U.T @ r0))
 
 
-def _krylov_coefficients(K: Tensor, r0: Tensor, a: float, tol: float = KRYLOV_TOL) -> Tensor:
+def _krylov_coefficients(K: Tensor, r0: Tensor, a: float, tol: float = KRYLOV_TOL, info: dict | None = None) -> Tensor:
     """v = g(K) r₀, g(λ) = (1 − e^{−aλ})/λ, by Lanczos with full reorthogonalization: v ≈ ‖r₀‖ Q_j g(T_j) e₁
     on the j-dimensional Krylov space (Q_j orthonormal, T_j = Q_jᵀKQ_j tridiagonal). Stops when the
     coefficients move by ≤ tol (relative) between checks, or the space is invariant. Cost per iteration one
     matrix-vector product, 2(nc)² flops, plus the reorthogonalization 4(nc)j: g is smooth on the spectrum
-    and flat (≈ a) on its small end, so j stays far below nc where the kernel's spectrum decays."""
+    and flat (≈ a) on its small end, so j stays far below nc where the kernel's spectrum decays. `info`
+    receives the dimension j reached (bench/regime_cost.py counts FLOPs with it)."""
     N = r0.shape[0]
     beta0 = float(r0.norm())
     if beta0 == 0.0:
@@ -140,6 +141,8 @@ def _krylov_coefficients(K: Tensor, r0: Tensor, a: float, tol: float = KRYLOV_TO
             coef = beta0 * (S @ (_g(lam, a) * S[0]))
             if done or (prev is not None and
                         float((coef[: len(prev)] - prev).norm().hypot(coef[len(prev):].norm())) <= tol * float(coef.norm())):
+                if info is not None:
+                    info["dim"] = j + 1
                 return Q[:, : j + 1].to(K.dtype) @ coef.to(K.dtype)
             prev = coef
         beta.append(b)
