@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import require
 
 Regime = Literal["benign", "tempered", "catastrophic"]
-_BISECT = 200  # bisection steps in log κ: 200 halvings of a ≤ 1400-wide bracket reach float64 resolution
+_BISECT = 80  # bisection steps in log κ: 80 halvings of a ≤ 1400-wide bracket reach 1e-21 relative
 
 
 @dataclass(frozen=True)
@@ -142,12 +142,16 @@ def eigenlearning(eigenvalues: np.ndarray, coefficients: np.ndarray, n: float, r
                          (ridge / (n * kappa)) ** 2 * p.e0 * (p.bias + lost + noise), noise)
 
 
-def kernel_eigensystem(K_pool: np.ndarray, y_pool: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def kernel_eigensystem(K_pool: np.ndarray, y_pool: np.ndarray, basis: bool = False
+                       ) -> tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Population proxy from a kernel matrix on a pool of N points drawn from the data distribution: the pool's
     empirical distribution stands in for the population, so the operator's eigenvalues are those of K/N and the
     eigenfunctions on the pool are √N u_i (u_i unit eigenvectors of K); the target's coefficients are
     v_i = u_iᵀ y/√N. Exact when the n training points are drawn from the pool and the risk is measured on the
-    pool; otherwise an O(1/√N) estimate of the population eigensystem. Returns (λ descending, v)."""
+    pool; otherwise an O(1/√N) estimate of the population eigensystem. Returns (λ descending, v), and with
+    `basis` also the eigenfunction values on the pool, [N, N] (row p: φ(x_p))."""
+    import torch  # LAPACK through torch: numpy's threaded eigh stalls on a shared machine
+
     K = np.asarray(K_pool, dtype=np.float64)
     y = np.asarray(y_pool, dtype=np.float64).ravel()
     require(K.ndim == 2 and K.shape[0] == K.shape[1] == y.size,
@@ -155,10 +159,10 @@ def kernel_eigensystem(K_pool: np.ndarray, y_pool: np.ndarray) -> tuple[np.ndarr
     require(bool(np.allclose(K, K.T, rtol=1e-10, atol=1e-12 * float(np.abs(K).max() or 1.0))),
             "K_pool is not symmetric: pass a kernel (Gram) matrix")
     N = y.size
-    w, U = np.linalg.eigh((K + K.T) / 2)
-    order = np.argsort(w)[::-1]
-    w, U = np.clip(w[order], 0.0, None), U[:, order]
-    return w / N, U.T @ y / math.sqrt(N)
+    w_t, U_t = torch.linalg.eigh(torch.from_numpy((K + K.T) / 2))
+    w, U = w_t.numpy()[::-1], U_t.numpy()[:, ::-1]
+    lam, v = np.clip(w, 0.0, None) / N, U.T @ y / math.sqrt(N)
+    return (lam, v, U * math.sqrt(N)) if basis else (lam, v)
 
 
 def optimal_ridge(eigenvalues: np.ndarray, coefficients: np.ndarray, n: float, noise: float = 0.0,
