@@ -62,3 +62,26 @@ def test_coord_check_writes_records_and_figures(monkeypatch, capsys, factory, tm
                         "--seeds", "1", "--out", str(out_dir))
     assert code == 0 and "mup:" in out and "sp:" in out
     assert all((out_dir / f).stat().st_size > 0 for f in ("records.csv", "slopes.csv", "update.png", "activation.png"))
+
+
+def test_depth_options(monkeypatch, capsys, factory, tmp_path):
+    out_dir = tmp_path / "ccd"
+    code, out, _ = _run(monkeypatch, capsys, "coord-check", "--widths", "16", "--depths", "2,4", "--schemes",
+                        "mup,mup+completep", "--optimizer", "adam", "--steps", "1", "--seeds", "1", "--out", str(out_dir))
+    assert code == 0 and "depth slope" in out and "mup+completep:" in out and "blocks[1] (block)" in out
+    assert (out_dir / "slopes_depth.csv").stat().st_size > 0 and (out_dir / "update_depth.png").stat().st_size > 0
+    assert not (out_dir / "slopes.csv").exists()  # one width: no width slopes
+    code, out, _ = _run(monkeypatch, capsys, "inspect-model", "lazyrich.usermodels.coord:ResMLP", "--width", "64",
+                        "--depth", "8", "--base-width", "16", "--base-depth", "2", "--depth-scheme", "completep",
+                        "--optimizer", "adam", "--json")
+    assert code == 0
+    rows = {r["name"]: r for r in json.loads(out)}
+    assert rows["blocks.7.fc2.weight"]["branch_depth_exp"] == -1.0 and rows["blocks.7.fc1.weight"]["branch_depth_exp"] == 0.0
+    assert rows["blocks.7.fc1.weight"]["c_lr_exp"] == -1.0 and rows["out.weight"]["lr_depth_exp"] == 0.0
+    for args, msg in ((["coord-check", "--depths", "2,4", "--schemes", "mup+bogus"], "unknown depth scheme"),
+                      (["inspect-model", "lazyrich.usermodels.coord:ResMLP", "--width", "8", "--depth", "2",
+                        "--depth-scheme", "2"], "[0, 1]"),
+                      (["inspect-model", factory, "--width", "8", "--depth-scheme", "completep"], "no repeated residual blocks")):
+        code, _, err = _run(monkeypatch, capsys, *args)
+        assert code == 2 and msg in err and err.count("\n") <= 2, err
+
