@@ -57,9 +57,11 @@ def simulate(lam: np.ndarray, v: np.ndarray, n: int, k: int | None, ridges: np.n
     XQ = X.transpose(1, 2) @ Q
     B = XQ * L.sqrt()[:, None] if k is None else P.transpose(1, 2) @ XQ  # [draws, M, n]: θ = B diag(1/(s + δ)) c
     r = torch.tensor(np.asarray(ridges, float))
-    tiny = 1e-10 * s.amax(-1, keepdim=True)
-    inv = torch.where((r[None, None, :] == 0) & (s[..., None] <= tiny[..., None]), torch.zeros(()),
-                      1 / (s[..., None] + r[None, None, :]))  # min-norm solution at δ = 0 (k < n: s has zeros)
+    # min-norm solution at δ = 0: with k < n features the Gram has n − k zero eigenvalues, dropped; otherwise it is
+    # full rank and every eigenvalue counts (a cut-off would act as a ridge on fast-decaying spectra)
+    rank = n if k is None or k >= n else k
+    null = torch.arange(n) < n - rank  # eigh sorts ascending: the null space comes first
+    inv = torch.where((r[None, None, :] == 0) & null[None, :, None], torch.zeros(()), 1 / (s[..., None] + r[None, None, :]))
     theta = B @ (c[..., None] * inv)  # [draws, M, R]
     test = (theta - V[None, :, None]).pow(2).sum(1) + noise
     train = ((1 - s[..., None] * inv) * c[..., None]).pow(2).sum(1) / n
