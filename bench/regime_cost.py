@@ -134,7 +134,7 @@ def one_size(n: int) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="80,200,1000", help="comma-separated n among 80, 200, 1000")
-    ap.add_argument("--variants", default=",".join(VARIANTS), help=f"semicolon-separated among: {'; '.join(VARIANTS)}")
+    ap.add_argument("--variants", default=";".join(VARIANTS), help=f"semicolon-separated among: {'; '.join(VARIANTS)}")
     args = ap.parse_args()
     for name in set(VARIANTS) - set(args.variants.split(";")):
         del VARIANTS[name]

@@ -30,8 +30,12 @@ backpropagated output gradients, so a phase costs one (nc)×(nc) eigendecomposit
 O(n²c²Σn_l): never the n·c × P Jacobian. Cheaper approximation (`max_samples`, `per_decade`): run the
 phases on a fixed random subset of n_s samples (the gradient flow of the subset's loss; Ŝ on the subset's
 kernel, an estimate of the full kernel alignment) and/or with fewer phases per decade: cost
-N·(9(n_s c)³ + 2(n_s c)²Σn_l), N = ⌈q log₁₀T⌉. bench/regime_cost.py and docs/theory/regime.md measure
-what each costs against training and what it loses in accuracy.
+N·(9(n_s c)³ + 2(n_s c)²Σn_l), N = ⌈q log₁₀T⌉. `solver="krylov"` keeps every sample and every phase but
+replaces the eigendecomposition by a Lanczos basis of span{r₀, Kr₀, …}: g(λ) = (1 − e^{−aλ})/λ is smooth
+and flat on the kernel's small eigenvalues, so a basis of dimension j ≪ nc (median 8, at most 60 on
+bench/regime_cost.py's cells) gives the same Ŝ (≤ 1e-11 apart there) for 2(nc)²j instead of 9(nc)³ flops.
+bench/regime_cost.py and docs/theory/regime.md measure what each costs against training and what it
+loses in accuracy.
 """
 from __future__ import annotations
 
