@@ -303,3 +303,54 @@ def test_broken_files_run_or_exit_2_with_one_line(case):
         assert key is None and err == "" and written and " members in " in out, (code, out, err)
     else:
         _assert_refused(code, out, err, written, key)
+
+
+# ---------------------------------------------------------------- search sections (sweep/search.py)
+
+_VALID_SEARCH = {"space": {"lr": {"loguniform": [1e-3, 1.0]}}, "objectives": ["loss", "cost"],
+                 "budget": {"batches": 1, "batch_size": 2}}
+
+
+@st.composite
+def search_mutations(draw) -> tuple[dict, str]:
+    """A search section with one thing wrong, and the key the refusal must name."""
+    kind = draw(st.sampled_from(["empty", "log_bound", "range_type", "unknown", "shape", "budget", "objective", "cost",
+                                 "sampler", "seeds", "extra"]))
+    v = draw(st.floats(1e-3, 10.0))
+    if kind == "empty":
+        return {"space": {"lr": {draw(st.sampled_from(["loguniform", "uniform"])): [v, v]}}}, "search.space.lr"
+    if kind == "log_bound":
+        return {"space": {"std_scale": {"loguniform": [draw(st.floats(-10.0, 0.0)), v]}}}, "search.space.std_scale"
+    if kind == "range_type":  # the member key's own range: tau > 0, gamma > 0
+        key = draw(st.sampled_from(["tau", "gamma"]))
+        return {"space": {key: {"uniform": [-v, v]}}}, f"search.space.{key}"
+    if kind == "unknown":
+        name = draw(st.sampled_from(["learning_rate", "lrr", "init_scale", "x" * 30]))
+        return {"space": {name: {"uniform": [0.0, 1.0]}}}, f"search.space.{name[:15]}"
+    if kind == "shape":
+        key = draw(st.sampled_from(["width", "depth", "activation", "optimizer", "seed", "task_seed"]))
+        return {"space": {key: {"choice": [1, 2]}}}, f"search.space.{key}"
+    if kind == "budget":
+        field = draw(st.sampled_from(["batches", "batch_size"]))
+        bad = draw(st.one_of(st.integers(max_value=0), st.integers(10**6, 2**70), st.sampled_from([1.5, "two", None])))
+        return {"budget": {**_VALID_SEARCH["budget"], field: bad}}, f"search.budget.{field}"
+    if kind == "objective":
+        objs = draw(st.sampled_from([["los"], ["loss", "costs"], ["Loss", "cost"], ["cost"], ["loss", "loss"], []]))
+        return {"objectives": objs}, "search.objectives"
+    if kind == "cost":
+        return {"cost": draw(st.sampled_from(["time", "flop", "steps", ""]))}, "search.cost"
+    if kind == "sampler":
+        return {"sampler": {"kind": draw(st.sampled_from(["cmaes", "TPE", "grid"]))}}, "search.sampler.kind"
+    if kind == "seeds":
+        return {"seeds": draw(st.sampled_from([[], [-1], ["a"]]))}, "search.seeds"
+    return {"budgett": 1}, "search.budgett"
+
+
+@examples(40)
+@given(st.data())
+def test_mutated_search_sections_exit_2_with_one_line_naming_the_field(data):
+    spec, _ = data.draw(tiny_specs())
+    spec.update(axes=[], derived={}, observables=["loss"])  # the fixed part: one study
+    change, key = data.draw(search_mutations())
+    spec["search"] = {**_VALID_SEARCH, **change}
+    _assert_refused(*_sweep(_dump(spec)), key=key)

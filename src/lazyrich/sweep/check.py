@@ -50,6 +50,21 @@ def _planned(config: dict[str, Any]) -> tuple[Any, Any, int]:
     return the_plan, member_digests(the_plan, config["device"], config["threads"]), len(the_plan.spec.record_points())
 
 
+def _search_planned(con: duckdb.DuckDBPyConnection, config: dict[str, Any], run_id: str) -> tuple[Any, Any, dict, int]:
+    """A search (sweep/search.py) proposes its members as it runs, so nothing re-plans them: each stored
+    member must carry the digest of its own stored row, and each chunk the digest of its members."""
+    from types import SimpleNamespace
+
+    from .identity import set_digest
+    from .validate import from_dict
+
+    spec = from_dict(config["spec"], "stored spec")
+    digests = _recomputed(con, spec, config, run_id)
+    chunks = con.execute("SELECT chunk, member FROM members WHERE run_id = ?", [run_id]).df()
+    planned = {int(c): set_digest(digests.loc[g["member"]]) for c, g in chunks.groupby("chunk")}
+    return SimpleNamespace(spec=spec), digests, planned, len(spec.record_points())
+
+
 def _recomputed(con: duckdb.DuckDBPyConnection, spec: Any, config: dict[str, Any], run_id: str) -> Any:
     """Digests recomputed from the stored member rows (their keys as stored) and the run's context."""
     from .identity import digests_of
@@ -66,9 +81,12 @@ def _check_run(con: duckdb.DuckDBPyConnection, run: dict[str, Any], readable: se
     run_id = run["run_id"]
     config = json.loads(run["config"]) if run["config"] else {}
     try:
-        the_plan, digests, points = _planned(config)
-        planned_chunks = chunk_digests(the_plan, digests)
-    except (LazyrichError, KeyError, TypeError, ValueError) as exc:
+        if "search" in config:
+            the_plan, digests, planned_chunks, points = _search_planned(con, config, run_id)
+        else:
+            the_plan, digests, points = _planned(config)
+            planned_chunks = chunk_digests(the_plan, digests)
+    except (LazyrichError, KeyError, TypeError, ValueError, duckdb.Error) as exc:
         the_plan = digests = planned_chunks = None
         points = None
         report.lines.append(f"  note: run {run_id} cannot be re-planned by this lazyrich ({str(exc).splitlines()[0][:100]}); "

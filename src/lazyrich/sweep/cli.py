@@ -26,7 +26,24 @@ def sweep_cmd(
     threads: Optional[int] = typer.Option(None, "--threads", help="torch threads per chunk (default 1)", min=1, max=1024),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
 ) -> None:
-    """Run a sweep: every member trained, every chunk stored as it finishes."""
+    """Run a sweep: every member trained, every chunk stored as it finishes. A file with a search:
+    section runs a search instead: batches of proposals, one ensemble each (docs/sweeps.md)."""
+    from .search_spec import is_search
+    from .yamlsafe import read_yaml
+
+    if is_search(read_yaml(config)):
+        from ..errors import require
+        from .search import run_search
+
+        require(backend == "local" and scheduler is None and workers is None,
+                "--backend dask: a search runs its batches in this process (each batch is one ensemble); drop "
+                "--backend, --scheduler and --workers")
+        found = run_search(config, store, resume=resume, device=device, threads=threads, progress=not quiet)
+        status = ", ".join(f"{n} {s}" for s, n in sorted(found.member_status.items()))
+        typer.echo(f"search {found.run_id}: {found.studies} studies × {found.batches} batches, {found.members} members "
+                   f"({found.computed} batches computed, {found.skipped} already stored); {status}; {found.wall_s:.1f} s")
+        typer.echo(f"store {found.store}: lazyrich runs show {found.run_id} --store {found.store}")
+        return
     from .run import run_sweep
 
     # run_sweep validates the file whole before anything is computed or written

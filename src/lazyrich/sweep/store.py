@@ -60,6 +60,11 @@ SCHEMA = [
     "ALTER TABLE members ADD COLUMN IF NOT EXISTS digest VARCHAR",
 ]
 MEMBER_COLUMNS = ["member", "chunk", *MEMBER_KEYS, "status", "diverged_step", "digest"]
+# search trials (sweep/search.py): created by the first search batch, so stores without searches are unchanged
+TRIALS_SCHEMA = ("CREATE TABLE IF NOT EXISTS trials (run_id VARCHAR, study INTEGER, batch INTEGER, trial INTEGER, "
+                 "member BIGINT, state VARCHAR, objectives DOUBLE[], cost DOUBLE, params JSON, system_attrs JSON, "
+                 "PRIMARY KEY (run_id, study, trial))")
+TRIAL_COLUMNS = ["study", "batch", "trial", "member", "state", "objectives", "cost", "params", "system_attrs"]
 RUN_COLUMNS = ["run_id", "name", "spec_digest", "config", "code_version", "device", "backend", "threads", "n_members",
                "n_chunks", "status", "started_at", "ended_at", "host", "members_digest"]
 
@@ -270,6 +275,53 @@ class Store:
                         con.unregister("_records")
         return written
 
+    # ------------------------------------------------------------ search batches
+    def write_search_batch(self, run_id: str, batch: int, items: list[tuple[Any, ...]], trials: "pd.DataFrame") -> bool:
+        """One batch of a search (sweep/search.py): its chunks (as `write_chunks` items, with digests) and
+        its `trials` rows in ONE transaction, so a batch is stored whole or not at all. A batch already
+        stored (a concurrent resume) is skipped: returns False."""
+        with self.connect(write=True) as con:
+            con.begin()
+            try:
+                con.execute(TRIALS_SCHEMA)
+                if con.execute("SELECT count(*) FROM trials WHERE run_id = ? AND batch = ?", [run_id, batch]).fetchall()[0][0]:
+                    con.rollback()
+                    return False
+                for chunk, members, records, wall_s, worker, code, digest in items:
+                    con.register("_members", members[MEMBER_COLUMNS])
+                    con.register("_records", records)
+                    cols = ", ".join(f'"{c}"' for c in MEMBER_COLUMNS)
+                    con.execute(f"INSERT INTO members (run_id, {cols}) SELECT ?, {cols} FROM _members", [run_id])
+                    con.execute('INSERT INTO records SELECT ?, member, step, time, observable, layer, "index", value '
+                                "FROM _records", [run_id])
+                    con.execute("INSERT INTO chunks (run_id, chunk, n_members, wall_s, worker, code, finished_at, digest) "
+                                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                                [run_id, chunk, len(members), wall_s, worker, code, _now(), digest])
+                    con.unregister("_members")
+                    con.unregister("_records")
+                con.register("_trials", trials[TRIAL_COLUMNS])
+                con.execute(f"INSERT INTO trials SELECT ?, {', '.join(TRIAL_COLUMNS)} FROM _trials", [run_id])
+                con.commit()
+                return True
+            except BaseException:
+                with contextlib.suppress(duckdb.Error):
+                    con.rollback()
+                raise
+            finally:
+                for name in ("_members", "_records", "_trials"):
+                    with contextlib.suppress(duckdb.Error, KeyError):
+                        con.unregister(name)
+
+    def trials(self, run_id: str) -> "pd.DataFrame":
+        """A search run's trials in order (study, batch, trial); empty for a sweep or a store without searches."""
+        import pandas as pd
+
+        with self.connect() as con:
+            if "trials" not in _tables(con):
+                return pd.DataFrame(columns=TRIAL_COLUMNS)
+            return con.execute("SELECT * EXCLUDE (run_id) FROM trials WHERE run_id = ? ORDER BY study, batch, trial",
+                               [run_id]).df()
+
     # ------------------------------------------------------------ reading
     def resolve(self, run: str) -> str:
         """A run id from an id, a unique prefix of one, or `latest`."""
@@ -288,7 +340,8 @@ class Store:
         with self.connect() as con:
             row = con.execute("SELECT config FROM runs WHERE run_id = ?", [run_id]).fetchone()
         require(row is not None, f"no run {run_id!r} in {self.path}: see `lazyrich runs list`")
-        return json.loads(row[0])["spec"]
+        config = json.loads(row[0])
+        return {**config["spec"], "search": config["search"]} if "search" in config else config["spec"]
 
     _RUNS = ("SELECT r.run_id, r.status, r.n_members, r.n_chunks, coalesce(c.done, 0) AS chunks_done, r.device, "
              "r.backend, r.started_at, r.ended_at FROM runs r LEFT JOIN (SELECT run_id, count(*) AS done FROM chunks "

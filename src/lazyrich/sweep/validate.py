@@ -366,6 +366,9 @@ def from_dict(data: Any, source: str = "sweep spec") -> SweepSpec:
     """Validate a sweep given as a dict (the parsed YAML); raises `SpecError` naming every problem."""
     if not isinstance(data, dict):
         raise SpecError(source, ["(top level): a sweep is a mapping of keys (name:, task:, model:, ...)"])
+    if "search" in data:  # a search file is run by sweep/search.py (`lazyrich sweep` routes it there)
+        raise SpecError(source, ["search: this file is a search; run it with `lazyrich sweep FILE` or "
+                                 "lazyrich.sweep.run_search (docs/sweeps.md, Search)"])
     too_many = _count_problem(data.get("axes"))
     if too_many:
         raise SpecError(source, [too_many])
