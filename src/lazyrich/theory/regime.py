@@ -24,10 +24,13 @@ the initial weights and the horizon, it predicts the kernel distance Ŝ reached 
 (`relinearized_kernel_distance`: lazy fits in log-spaced phases, relinearizing between them) and labels
 by Ŝ's band: rich if Ŝ > 0.3 (ultra-rich if also B > 10), lazy if Ŝ < 0.05, mixed otherwise (Ŝ is itself
 a kernel distance, so its bands are the measured ones: no new constant). R and B stay in the result.
-Measured on a class-balanced set of trained nets (six conditions, four not tuned on; bench/regime_accuracy.py):
-per-class recall lazy / mixed / rich 0.95 / 0.95 / 0.81 for `predict_regime_on_data`, 0.78 / 0.03 / 1.00
-for the configuration alone (2 of 73 mixed cells right: its R jumps across the mixed band). Cost: 0.3× to 6× training the same
-nets from n = 80 to 1,000 (the cheap options and their accuracy: `predict_regime_on_data`'s docstring).
+Measured on a class-balanced set of trained nets (eight conditions, seven not tuned on: Gaussian f₀ ≠ 0
+init, tanh, iris and digits data, an 8× horizon, delayed-rich horizons, three layers; bench/regime_accuracy.py):
+per-class recall lazy / mixed / rich 0.97 / 0.95 / 0.93 (balanced accuracy 0.95) for `predict_regime_on_data`,
+0.89 / 0.06 / 0.40 (0.45; chance 0.33) for the configuration alone: its R jumps across the mixed band, and
+it is horizon-blind (30 of 32 delayed-rich nets called lazy at every horizon). Cost: 0.7× to 6× training the same
+nets from n = 80 to 1,000 by default, 0.85× at n = 1,000 with `solver="krylov"` (the same Ŝ), 0.26× with
+`per_decade=4` too (`predict_regime_on_data`'s docstring; docs/theory/regime.md).
 """
 from __future__ import annotations
 
@@ -72,7 +75,9 @@ def predict_regime(widths: tuple[int, int, int], tau: float, delta: float, y_sca
     """Regime of a two-layer net (d, m, c) whose neurons have scale |a|·||w|| = τ² and imbalance
     δ = η_w a² − η_a||w||² (Kunin's δ; at unit rates a² − ||w||²), for targets of rms norm `y_scale`
     on inputs of rms norm `x_scale`. Rates are the layer learning rates (only their ratio and product
-    enter)."""
+    enter). Cost < 1 ms. Accuracy on a class-balanced set of trained nets (bench/regime_accuracy.py, seven
+    two-layer conditions): per-class recall lazy / mixed / rich 0.89 / 0.06 / 0.40, balanced accuracy 0.45
+    (chance 0.33) — a first guess; `predict_regime_on_data` (0.95) when the data and horizon are known."""
     require(len(widths) == 3, f"the predictor covers two-layer nets (d, m, c); got widths {tuple(widths)}")
     check(activation)
     d, m, c = (int(w) for w in widths)
@@ -106,7 +111,7 @@ def predict_regime_from_table(widths: tuple[int, int, int], scheme: str = "mup",
                               overrides: dict[str, dict[str, float]] | None = None) -> RegimePrediction:
     """Regime of a Gaussian-initialised two-layer net under a parametrization (`lazyrich.param`):
     typical neuron |a| = m₂σ_a√c, ||w|| = m₁σ_w√d, rates η·m² (multipliers absorbed), so
-    τ² = |a|·||w|| and δ = η_w'a'² − η_a'||w'||²."""
+    τ² = |a|·||w|| and δ = η_w'a'² − η_a'||w'||², then `predict_regime` (its cost and accuracy)."""
     require(len(widths) == 3, f"the predictor covers two-layer nets (d, m, c); got widths {tuple(widths)}")
     rows = {r.name: r for r in layer_table(widths, scheme, optimizer, gamma, None, False, overrides)}
     w_row, a_row = rows["W1"], rows["W2"]
@@ -129,17 +134,21 @@ def predict_regime_on_data(x, y, W, A, steps: int, lr_w: float, lr_a: float, act
     scale |a_k|·||w_k|| and mean δ_k = η_W|a_k|² − η_A||w_k||²).
 
     Cost (bench/regime_cost.py; 9 nets vs training the same 9 as one fused ensemble, one thread, 2-core
-    CPU under load): O(N·(nc)³), N = ⌈q·log₁₀T⌉ + 1 phases; at the default q = 16 it is 0.3-0.5× training at
-    n = 80 / 6,000 steps, 3× at n = 200 / 3,000 and 5-6× wall (13× FLOPs) at n = 1,000 / 2,000 (Kunin Fig. 1
-    size) — not cheap above n ≈ 100. `per_decade=4` costs 3.5× less; `max_samples=n_s` runs the phases
-    on a fixed subset of n_s samples (`seed`), 0.02× training at n = 1,000 with n_s = 128, but a subset's
-    lazy fit needs less feature motion: there it underestimates S (mixed cells' 0.19 / 0.27 → Ŝ = 0.07 /
-    0.08; 0.12 / 0.16 at n_s = 384) — a band check, not a value of S (docs/theory/regime.md).
-    Accuracy (bench/regime_accuracy.py; class-balanced lazy/mixed/rich cells of trained nets over six
-    conditions: Kunin's setup, Gaussian f₀ ≠ 0 init, tanh, iris data, 8× horizon, three layers via
-    `relinearized_kernel_distance_layers`): per-class recall 0.95 / 0.95 / 0.81 (balanced accuracy 0.90)
-    at q = 16, 0.93 / 0.83 / 0.72 at q = 4, 0.90 / 0.86 / 0.59 at q = 4 on half the samples; every miss at
-    q = 16 lies within 0.03 of a band edge. The configuration-only `predict_regime`: 0.78 / 0.03 / 1.00."""
+    CPU under load 10-12, wall / FLOPs): the default (q = 16 phases per decade, `solver="eigh"`) costs
+    O(N·(nc)³), N = ⌈q·log₁₀T⌉ + 1 phases: 0.7× / 0.4× training at n = 80 / 6,000 steps, 4× / 4× at
+    n = 200 / 3,000 and 5-6× / 13× at n = 1,000 / 2,000 (Kunin Fig. 1 size). `solver="krylov"` gives the
+    same Ŝ (≤ 1.1e-10 apart on 524 trained cells) from a Lanczos basis (median dimension 8): 0.85× / 0.61×
+    at n = 1,000 (slower than eigh below n ≈ 200, where loop overhead dominates); `per_decade=4` cuts any
+    option by 3.5× (Krylov q = 4: 0.26× / 0.18× at n = 1,000); `max_samples=n_s` runs the phases on a fixed
+    subset of n_s samples (`seed`), 0.04× at n = 1,000 with n_s = 128, but a subset's lazy fit needs less
+    feature motion: it underestimates S (mixed cells' 0.19 / 0.27 → Ŝ = 0.07 / 0.08) — a band check only.
+    Accuracy (bench/regime_accuracy.py; class-balanced lazy/mixed/rich cells of trained nets over eight
+    conditions: Kunin's setup, Gaussian f₀ ≠ 0 init, tanh, iris and digits data, 8× horizon, delayed-rich
+    horizons, three layers via `relinearized_kernel_distance_layers`): per-class recall 0.97 / 0.95 / 0.93
+    (balanced accuracy 0.95) at q = 16 (either solver), 0.96 / 0.83 / 0.85 (0.88) at q = 4, 0.90 / 0.87 /
+    0.74 (0.84) at q = 1, 0.90 / 0.82 / 0.73 (0.82) at q = 4 on half the samples; 17 of the 18 misses at
+    q = 16 over 524 trained cells lie within 0.03 of a band edge. The configuration-only `predict_regime`:
+    0.89 / 0.06 / 0.40 (0.45)."""
     check(activation)
     m = W.shape[0]
     a_norm, w_norm = A.norm(dim=0), W.norm(dim=1)
