@@ -247,3 +247,15 @@ def test_example_search_file_validates():
     s = search_from_dict(yaml.safe_load((ROOT / "examples" / "search_lr.yaml").read_text()))
     assert len(s.fixed) == 3 and set(s.search.space) == {"lr", "std_scale"}
     json.dumps(s.to_dict())
+
+
+def test_docs_show_the_example_file_and_a_real_error_line():
+    """docs/sweeps.md's Search section: its YAML block is examples/search_lr.yaml (which the page's Python snippet
+    runs, tests/test_snippets.py), and its error line is what the validation prints."""
+    text = (ROOT / "docs" / "sweeps.md").read_text(encoding="utf-8")
+    section = text[text.index("## Search"):text.index("## Planning and running")]
+    start = section.index("```yaml\n") + len("```yaml\n")
+    assert section[start:section.index("```", start)] == (ROOT / "examples" / "search_lr.yaml").read_text()
+    with pytest.raises(SpecError) as info:
+        search_from_dict(tiny_search(space={"lr": {"loguniform": [0.1, 0.1]}}), "s.yaml")
+    assert f"error: {info.value}\n" in section
