@@ -10,6 +10,7 @@ from torch import nn
 
 from ..errors import require
 from .parametrize import Plan, plan, plan_of
+from .distributed import unwrap
 
 Select = Literal["all", "matrices", "others"]
 
@@ -43,7 +44,7 @@ def param_groups(model: nn.Module, lr: float, weight_decay: float = 0.0, *, sele
     require(weight_decay >= 0, f"weight_decay={weight_decay} must be non-negative")
     require(select in ("all", "matrices", "others"), f"select={select!r}: choose all, matrices or others")
     p = plan_of(model)
-    params = dict(model.named_parameters())
+    params = dict(unwrap(model).named_parameters())  # a DDP / torch.compile wrapper prefixes the names
     groups: dict[tuple[float, ...], dict[str, Any]] = {}
     for r in p.rows:
         t = params[r.name]
@@ -82,4 +83,4 @@ def inspect(model: nn.Module, scheme: str | None = None, base: nn.Module | None 
     """The effective per-tensor table of a parametrized model, or — given `scheme` — the table that
     `parametrize(model, scheme, base, optimizer, **kwargs)` would install (the model is not changed)."""
     p = plan(model, scheme, base, optimizer, **kwargs) if scheme is not None else plan_of(model)
-    return table(p, model)
+    return table(p, model if scheme is not None else unwrap(model))

@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..conventions import relative_imbalance
 from ..errors import LazyrichError, require
@@ -26,6 +27,7 @@ from ..observe.distance import gate_flips, relative_change
 from ..observe.kernel import DEFAULT_BUDGET, empirical_ntk, kernel_distance
 from ..observe.spectral import input_alignment
 from . import meta
+from .distributed import unwrap
 from .tensors import assign_roles, discover, linear_chain
 
 
@@ -112,6 +114,8 @@ class RegimeMonitor:
         self.model, self.probe, self.every, self.bands = model, probe, every, bands
         self.kernel, self.output, self.budget = kernel, output or (lambda y: y), memory_budget_bytes
         m = meta.find(model)
+        if m is not None:  # inside DDP / torch.compile wrappers: the module whose names the plan uses
+            self.model = model = unwrap(model)
         rows = {r["name"]: r for r in m.state["rows"]} if m is not None else {}
         infos = discover(model)
         roles = {r: rows[r]["role"] for r in rows} if rows else {t.name: t.role for t in assign_roles(infos)}
@@ -147,7 +151,10 @@ class RegimeMonitor:
         self.model.eval()
         try:
             params = {k: v.detach() for k, v in self.model.named_parameters()}
-            K = empirical_ntk(fn, params, self.probe, lr=self.lr, memory_budget_bytes=self.budget)
+            # SDPA's fused CPU kernels have no vmap batching rule (a slow per-sample loop, with a warning);
+            # its math backend is made of batched ops. K₀ and K_t use the same backend.
+            with sdpa_kernel(SDPBackend.MATH):
+                K = empirical_ntk(fn, params, self.probe, lr=self.lr, memory_budget_bytes=self.budget)
         finally:
             self.model.train(was)
         require(K.shape[0] % n == 0, "the kernel's size is not a multiple of the probe size")
