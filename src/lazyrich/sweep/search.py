@@ -204,7 +204,7 @@ def run_search(spec: Search | Mapping[str, Any] | str | Path, store: str | Path 
     require(threads is None or threads >= 1, f"--threads {threads} must be at least 1")
     check_device(device)
     search = _validated(spec)
-    _optuna()  # a missing extra is refused before any work
+    optuna = _optuna()  # a missing extra is refused before any work
     import torch
 
     threads = threads or 1
@@ -220,7 +220,8 @@ def run_search(spec: Search | Mapping[str, Any] | str | Path, store: str | Path 
     n_members, n_chunks = G * B * K * n_seeds, B * len(shapes)
     digest = search_digest(search, device, threads)
     config = {"spec": sweep.model_dump(mode="json"), "search": s.model_dump(mode="json"), "device": device,
-              "threads": threads, "backend": "local", "results_version": RESULTS_VERSION}
+              "threads": threads, "backend": "local", "results_version": RESULTS_VERSION,
+              "optuna": optuna.__version__}  # proposals after a resume are bitwise the same under the same version
     from .run import code_version
 
     version = code_version()
@@ -239,6 +240,10 @@ def run_search(spec: Search | Mapping[str, Any] | str | Path, store: str | Path 
                                           n_chunks, socket.gethostname(), sweep.digest())
             if before == "done":
                 return _outcome(db, run_id, search, 0, B, 0.0)
+            if match["config"].get("optuna") != optuna.__version__:
+                warnings.warn(f"resuming {run_id} (started with Optuna {match['config'].get('optuna')}) with Optuna "
+                              f"{optuna.__version__}: the missing batches may differ from the uninterrupted search's",
+                              stacklevel=2)
     stored = db.trials(run_id) if run_id else pd.DataFrame(columns=TRIAL_COLUMNS)
     done = set(stored["batch"].tolist())
     start = time.perf_counter()
