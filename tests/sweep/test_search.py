@@ -259,3 +259,38 @@ def test_docs_show_the_example_file_and_a_real_error_line():
     with pytest.raises(SpecError) as info:
         search_from_dict(tiny_search(space={"lr": {"loguniform": [0.1, 0.1]}}), "s.yaml")
     assert f"error: {info.value}\n" in section
+
+
+def test_the_sampler_is_told_the_stored_trials():
+    """Told 80 trials whose loss is (log₁₀ lr)² (best at lr = 1), TPE proposes near lr = 1: the mean of (log₁₀ lr)²
+    over its proposals is far below 7/3, its value for the uniform start-up draws on [−2, 3] it makes when told
+    nothing."""
+    from lazyrich.sweep.search import ask_batch
+
+    s = search_from_dict(tiny_search(objectives=["loss"], budget={"batches": 4, "batch_size": 4}))
+    x = np.random.default_rng(0).uniform(-2, 3, 80)
+    history = pd.DataFrame({"params": [json.dumps({"lr": 10**v, "std_scale": 1.0}) for v in x],
+                            "objectives": [[v**2] for v in x], "system_attrs": ["{}"] * 80})
+    told = np.array([math.log10(p["lr"]) for p, _ in ask_batch(s, 0, 3, history)])
+    blind = np.array([math.log10(p["lr"]) for p, _ in ask_batch(s, 0, 3, history.iloc[:0])])
+    assert np.mean(told**2) < 0.5 and np.all((-2 <= blind) & (blind <= 3)), (told, blind)
+    assert not np.allclose(np.sort(told), np.sort(blind))
+
+
+def test_resume_refuses_an_unfinished_search_of_another_section(tmp_path):
+    store = tmp_path / "s.duckdb"
+
+    def stop_after_first_batch(task):
+        if task.chunk.index == 2:
+            raise KeyboardInterrupt
+        return execute_chunk(task)
+
+    spec = tiny_search(budget={"batches": 2, "batch_size": 2})
+    with pytest.raises(KeyboardInterrupt):
+        run_search(spec, store, progress=False, runner=stop_after_first_batch)
+    other = tiny_search(budget={"batches": 2, "batch_size": 2}, sampler={"kind": "tpe", "seed": 8})
+    with pytest.raises(LazyrichError, match=r"--resume found run tiny-search-\S+ \(interrupted\) but did not resume it"):
+        run_search(other, store, resume=True, progress=False)
+    reordered = dict(reversed(list(spec.items())))  # the same file with its keys in another order resumes
+    out = run_search(reordered, store, resume=True, progress=False)
+    assert (out.computed, out.skipped) == (1, 1)
