@@ -296,16 +296,22 @@ def _figures(ctx: Context, M: np.ndarray, lam: np.ndarray, main: dict, ctrl: dic
         ax[0].plot(t, r.eigenvalues[sub, e, k] / lam[k], "-", color=c, lw=2, alpha=0.6, label=f"mode {k + 1}, λ = {lam[k]:.1f}")
         ax[0].plot(t, flow["gram_eigenvalues"][:, k] / lam[k], "k--", lw=0.8)
         ax[0].plot(t, sig[:, k] / lam[k], ":", color="r", lw=0.8)
-    for tk in step_times(lam[:d], u0, cfg["g"]):
-        ax[0].axvline(tk, color="r", lw=0.4, alpha=0.5)
+    tk = step_times(lam[:d], u0, cfg["g"])
+    for x in tk:
+        ax[0].axvline(x, color="r", lw=0.4, alpha=0.5)
+    window = (0.7 * tk[0], min(1.6 * tk[-1], r.time[-1]))
     ax[0].set(xlabel="t = kη", ylabel="u_k / λ_k (eigenvalues of WᵀW)", title=f"GD (colour), exact flow (--), sigmoid (:), σ = {cfg['sigma']:g}")
     ax[0].legend(fontsize=6)
+    ax[0].set_xlim(*window)
     ax[1].plot(r.time, r.loss[:, e], "k-", lw=1.2, label="GD, small init")
     ax[1].plot(t, flow["loss"], "r--", lw=0.8, label="exact flow")
     ax[1].plot(rc.time, rc.loss[:, e], "-", color="tab:gray", lw=1, label=f"control σ = {cfg['control_sigma']:g}")
     for level in plateau_losses(M, d, cfg["g"]):
         ax[1].axhline(level, color="tab:blue", lw=0.4, alpha=0.6)
     ax[1].set(xlabel="t = kη", ylabel="QWEM loss (no constant)", title="loss staircase; plateaus −(g/8)Σ_{j≤k}λ_j²")
+    low = plateau_losses(M, d, cfg["g"])[-1]
+    ax[1].set_ylim(1.1 * low, -0.1 * low)
+    ax[1].set_xlim(0, window[1])
     ax[1].legend(fontsize=6)
     tc = rc.time[rc.time <= 0.5]  # the control's modes are all up by t ≈ 0.3
     for k, c in enumerate(colors):
