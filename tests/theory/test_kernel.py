@@ -144,3 +144,12 @@ def test_bad_input_is_one_line_error():
         kt.eigenlearning(lam, v, 5, -10.0)
     with pytest.raises(LazyrichError, match="power-law tasks need"):
         kt.power_law_task(0.5, 2.0, 10)
+
+
+@pytest.mark.parametrize("noise", [0.02, 0.1, 0.5])
+def test_optimal_ridge_is_the_noise_when_the_target_follows_the_prior(noise):
+    """v_i² = λ_i (the target's power is the kernel's GP prior): the posterior mean — KRR with ridge σ² — is Bayes
+    optimal, and the eigenframework's risk depends on v only through v_i², so its optimal ridge is exactly σ²."""
+    lam = np.arange(1, 3001, dtype=float) ** -1.7
+    d, _ = kt.optimal_ridge(lam, np.sqrt(lam), 80, noise)
+    assert d == pytest.approx(noise, rel=1e-6)
