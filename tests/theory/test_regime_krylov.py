@@ -58,8 +58,29 @@ def test_krylov_predictor_equals_eigh_predictor():
     a = torch.cat([a, -a])[None]
     for w_norm, a_norm, lr in ((2.0, 2.0, 0.002), (0.1, 0.1, 0.05), (1.0, 0.01, 0.01)):
         W, A = w * w_norm, a * a_norm
-        p_eig = predict_regime_on_data(data.x, data.y, W, A, 4000, lr, lr, "relu", 0.5, 8)
+        p_eig = predict_regime_on_data(data.x, data.y, W, A, 4000, lr, lr, "relu", 0.5, 8, solver="eigh")
         p_kry = predict_regime_on_data(data.x, data.y, W, A, 4000, lr, lr, "relu", 0.5, 8, solver="krylov")
         assert abs(p_eig.kernel_distance - p_kry.kernel_distance) <= 1e-6 and p_eig.regime == p_kry.regime
-    with pytest.raises(LazyrichError, match="solver='lanczos': pick one of eigh, krylov"):
+    with pytest.raises(LazyrichError, match="solver='lanczos': pick one of auto, eigh, krylov"):
         relinearized_kernel_distance(data.x, data.y, W, A, 10, lr, lr, solver="lanczos")
+
+
+def test_auto_solver_picks_krylov_above_the_crossover(monkeypatch):
+    """`solver="auto"` (the default) runs the eigendecomposition up to n·c = 128 and Lanczos above it (the
+    measured crossover of their wall times, bench/regime_cost.py), with the same Ŝ either way."""
+    import lazyrich.theory.relinearized as rel
+
+    calls = []
+    real = rel._krylov_coefficients
+    monkeypatch.setattr(rel, "_krylov_coefficients", lambda *a, **k: calls.append(1) or real(*a, **k))
+    gen = torch.Generator().manual_seed(2)
+    W = torch.randn(8, 3, generator=gen, dtype=torch.float64)
+    A = torch.randn(1, 8, generator=gen, dtype=torch.float64) * 0.1
+    for n, used in ((128, False), (129, True)):
+        x = torch.randn(n, 3, generator=gen, dtype=torch.float64)
+        y = torch.randn(n, 1, generator=gen, dtype=torch.float64)
+        calls.clear()
+        auto = relinearized_kernel_distance(x, y, W, A, 100, 0.05, 0.05, per_decade=2)
+        assert bool(calls) == used
+        eigh = relinearized_kernel_distance(x, y, W, A, 100, 0.05, 0.05, per_decade=2, solver="eigh")
+        assert abs(auto - eigh) <= 1e-6

@@ -30,10 +30,11 @@ backpropagated output gradients, so a phase costs one (nc)×(nc) eigendecomposit
 O(n²c²Σn_l): never the n·c × P Jacobian. Cheaper approximation (`max_samples`, `per_decade`): run the
 phases on a fixed random subset of n_s samples (the gradient flow of the subset's loss; Ŝ on the subset's
 kernel, an estimate of the full kernel alignment) and/or with fewer phases per decade: cost
-N·(9(n_s c)³ + 2(n_s c)²Σn_l), N = ⌈q log₁₀T⌉. `solver="krylov"` keeps every sample and every phase but
-replaces the eigendecomposition by a Lanczos basis of span{r₀, Kr₀, …}: g(λ) = (1 − e^{−aλ})/λ is smooth
-and flat on the kernel's small eigenvalues, so a basis of dimension j ≪ nc (median 8, at most 60 on
-bench/regime_cost.py's cells) gives the same Ŝ (≤ 1e-11 apart there) for 2(nc)²j instead of 9(nc)³ flops.
+N·(9(n_s c)³ + 2(n_s c)²Σn_l), N = ⌈q log₁₀T⌉. `solver="krylov"` (the default above n·c = 128) keeps every
+sample and every phase but replaces the eigendecomposition by a Lanczos basis of span{r₀, Kr₀, …}:
+g(λ) = (1 − e^{−aλ})/λ is smooth and flat on the kernel's small eigenvalues, so a basis of dimension
+j ≪ nc (median 8, at most 60 on bench/regime_cost.py's cells) gives the same Ŝ (≤ 1.1e-10 apart on the 524
+cells of bench/regime_accuracy.py) for ≈ 2(nc)²j instead of 9(nc)³ flops.
 bench/regime_cost.py and docs/theory/regime.md measure what each costs against training and what it
 loses in accuracy.
 """
@@ -52,7 +53,8 @@ from ..observe.kernel import mlp_ntk, output_gradients
 
 PER_DECADE = 16  # phases per decade of time (module docstring: how settled Ŝ is at 16)
 KRYLOV_TOL = 1e-6  # relative change of the Lanczos coefficients at which `solver="krylov"` stops
-SOLVERS = ("eigh", "krylov")
+KRYLOV_ABOVE = 128  # solver="auto": Lanczos when n·c exceeds this (measured crossover: eigh faster at n·c = 80-100, Krylov at 150-200)
+SOLVERS = ("auto", "eigh", "krylov")
 
 
 def jacobian(x: Tensor, W: Tensor, A: Tensor, act: str = "relu") -> tuple[Tensor, Tensor]:
@@ -107,8 +109,9 @@ def _g(lam: Tensor, a: float) -> Tensor:
 
 def _lazy_fit_coefficients(K: Tensor, r0: Tensor, steps: float, rate: float, solver: str = "eigh") -> Tensor:
     """v = U diag((1 − e^{−rate·λ·steps})/λ) Uᵀ r₀ for K = UΛUᵀ (so Δθ = η ⊙ Jᵀv); `solver="krylov"`:
-    the same v from a Lanczos basis of span{r₀, Kr₀, …} (`_krylov_coefficients`)."""
-    if solver == "krylov":
+    the same v from a Lanczos basis of span{r₀, Kr₀, …} (`_krylov_coefficients`); "auto": Krylov when
+    n·c > KRYLOV_ABOVE."""
+    if solver == "krylov" or (solver == "auto" and r0.shape[0] > KRYLOV_ABOVE):
         return _krylov_coefficients(K, r0, steps * rate)
     lam, U = torch.linalg.eigh(K)
     return U @ (_g(lam, steps * rate) * (U.T @ r0))
@@ -166,7 +169,7 @@ def layers_ntk(x: Tensor, weights: list[Tensor], lrs: list[float], act: str = "r
 
 
 def layers_step(x: Tensor, y: Tensor, weights: list[Tensor], lrs: list[float], steps: float, act: str = "relu",
-                loss_scale: float = 0.5, solver: str = "eigh") -> list[Tensor]:
+                loss_scale: float = 0.5, solver: str = "auto") -> list[Tensor]:
     """Weights after `steps` steps of gradient flow on the linearization at `weights`, any depth (the
     closed form of `linearized_step`): ΔW_l = η_l ∂⟨f, v⟩/∂W_l = η_l Σ_i (g_{l,i}ᵀ v_i) h_{l−1,i}ᵀ."""
     n, c = y.shape
@@ -191,11 +194,12 @@ def _subsample(x: Tensor, y: Tensor, max_samples: int | None, seed: int) -> tupl
 
 def relinearized_kernel_distance_layers(x: Tensor, y: Tensor, weights: list[Tensor], lrs: list[float], steps: float,
                                         act: str = "relu", loss_scale: float = 0.5, per_decade: float = PER_DECADE,
-                                        max_samples: int | None = None, seed: int = 0, solver: str = "eigh") -> float:
+                                        max_samples: int | None = None, seed: int = 0, solver: str = "auto") -> float:
     """Predicted S(0, steps) of one MLP f = W_L σ(… σ(W_1 x)) of any depth (weights [n_l, n_{l−1}], one
     rate per layer, no biases, float64). `max_samples`: run on a fixed random subset of that many samples
     (`seed`), the cheap approximation of the module docstring; `per_decade`: phases per decade; `solver`:
-    "eigh" (each phase's lazy fit from the kernel's eigendecomposition) or "krylov" (from a Lanczos basis)."""
+    "eigh" (each phase's lazy fit from the kernel's eigendecomposition), "krylov" (from a Lanczos basis, the
+    same fit), "auto" (Krylov when n·c > 128, where it is the faster one)."""
     require(x.dim() == 2 and y.dim() == 2 and len(weights) >= 2 and all(w.dim() == 2 for w in weights),
             "give one net: x [n, d], y [n, c], weights [W1 [n_1, d], …, W_L [c, n_{L−1}]] (at least two layers)")
     require(len(lrs) == len(weights), f"give one rate per layer: {len(weights)} layers, {len(lrs)} rates")
@@ -213,12 +217,13 @@ def relinearized_kernel_distance_layers(x: Tensor, y: Tensor, weights: list[Tens
 
 def relinearized_kernel_distance(x: Tensor, y: Tensor, W: Tensor, A: Tensor, steps: float, lr_w: float, lr_a: float,
                                  act: str = "relu", loss_scale: float = 0.5, per_decade: float = PER_DECADE,
-                                 max_samples: int | None = None, seed: int = 0, solver: str = "eigh") -> float:
+                                 max_samples: int | None = None, seed: int = 0, solver: str = "auto") -> float:
     """Predicted S(0, steps) of one two-layer net (W [m, d], A [c, m], x [n, d], y [n, c], float64):
     lazy fits in log-spaced phases, `per_decade` of them per decade of time (module docstring);
     `per_decade=0` is one linearization over the whole horizon (the NTK's own prediction);
-    `max_samples` runs it on a fixed random subset of the samples (the cheap approximation); `solver="krylov"`
-    replaces each phase's eigendecomposition by a Lanczos basis (the same Ŝ, cheaper at large n·c)."""
+    `max_samples` runs it on a fixed random subset of the samples (the cheap approximation); `solver`: "eigh",
+    "krylov" (a Lanczos basis instead of each phase's eigendecomposition: the same Ŝ, cheaper at large n·c)
+    or "auto" (Krylov when n·c > 128)."""
     require(x.dim() == 2 and y.dim() == 2 and W.dim() == 2 and A.dim() == 2,
             "give one net: x [n, d], y [n, c], W [m, d], A [c, m]")
     require(W.shape[1] == x.shape[1] and A.shape[1] == W.shape[0] and A.shape[0] == y.shape[1],
