@@ -5,6 +5,7 @@ loss's Taylor expansion for the target. Tolerances: solve_ivp at rtol 1e-12 is t
 over these horizons, so closed form vs ODE is checked at 1e-8 relative to the solution's scale."""
 from __future__ import annotations
 
+import mpmath
 import numpy as np
 import pytest
 import scipy.linalg
@@ -58,13 +59,15 @@ def test_target_is_the_taylor_target_and_2tanh_pmi(problem):
     p = P.sum(1)
     pmi = np.log(P / np.outer(p, p))
     np.testing.assert_allclose(M, 2 * np.tanh(pmi / 2), rtol=1e-12, atol=1e-14)
-    # the minimiser of each pair's quadratic ψ⁺P(β²/8 − β/2) + ψ⁻PᵢPⱼ(β²/8 + β/2) is β = 2(ψ⁺P − ψ⁻PᵢPⱼ)/(ψ⁺P + ψ⁻PᵢPⱼ)
+    # independently: the quadratic Taylor coefficients of −log σ(x) = log(1 + e^{−x}) from mpmath, and the
+    # minimiser of each pair's a(c₁β + c₂β²) + b(−c₁β + c₂β²) (a = ψ⁺P_ij, b = ψ⁻P_iP_j), ψ± = 1/(P + P_iP_j)
+    c0, c1, c2 = (float(c) for c in mpmath.taylor(lambda x: mpmath.log(1 + mpmath.exp(-x)), 0, 2))
+    assert c0 == pytest.approx(np.log(2)) and (c1, c2) == (pytest.approx(-0.5), pytest.approx(0.125))
+    pp, mp = we.constant_weights(P)
+    a, b = pp * P, mp * np.outer(p, p)
+    np.testing.assert_allclose(M, -c1 * (a - b) / (2 * c2 * (a + b)), rtol=1e-12)  # d/dβ = 0
     rng = np.random.default_rng(2)
     pp, mp = rng.uniform(0.5, 2, P.shape), rng.uniform(0.5, 2, P.shape)
-    a, b = pp * P, mp * np.outer(p, p)
-    beta_star = 2 * (a - b) / (a + b)
-    curv = (a + b) / 4
-    assert np.allclose(curv * beta_star - (a - b) / 2, 0)
     with pytest.raises(LazyrichError, match="constant weighting"):
         we.qwem_target(P, pp, mp)  # not constant: a weighted factorization, outside the closed form
     pp, mp = we.constant_weights(P, 2.5)
