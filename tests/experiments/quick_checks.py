@@ -14,19 +14,27 @@ from lazyrich.experiments.base import COMPARISONS, METHODS, PROVENANCE
 # changing verdict (pass → inconclusive, inconclusive → fail, ...) turns CI red
 KNOWN_VERDICTS: dict[str, dict[str, str]] = {
     "fact": {"rfm-fixed-point": "fail",                  # FACT-RFM fixed point T6.4: sym FACT is indefinite
-             # 8 (set, split) pairs; the measured spread asks for 23 and 17 (seeds_needed)
+             # 8 (set, split) pairs; the measured spread asks for 25 and 19 (seeds_needed, Student t)
              "rfm-fact-vs-laplace": "inconclusive", "rfm-fact-vs-nfa": "inconclusive"},
-    "balance-mup-lambda": {"imbalance-flat": "inconclusive"},  # 4 seeds, CI [0.023, 0.121] straddles 0.1; needs ≈ 19
     # 3 seeds: median speed-up 0.28 [0.21, 0.61] straddles 1/3; 3/3 grok gives [0.29, 1] (6/6 would pass);
-    # the downstream control's majority claim is undecided the same way
-    "grokking": {"speedup": "inconclusive", "majority-groks": "inconclusive", "control-downstream": "inconclusive"},
-    # per-seed slopes over widths 64–256, 3 seeds: intervals straddle the ±0.15 band (seeds_needed 6, 79, 6205, 430)
-    "spectral-width-scaling": {"slope-feature-mup": "inconclusive", "slope-feature-ntp": "inconclusive",
-                               "slope-spectral-ntp": "inconclusive", "slope-frobenius-ntp": "inconclusive"},
+    # the downstream control's majority claim is undecided the same way. Power (issue 23): the α = 1 grok ÷ fit
+    # median (3 of 3 seeds above 3: the sign test needs 6) and the α-order ordering (needs 6 seeds) cannot pass
+    # with 3 seeds; 6 would double the quick run (29 s)
+    "grokking": {"speedup": "inconclusive", "majority-groks": "inconclusive", "control-downstream": "inconclusive",
+                 "alpha1-groks-late": "inconclusive", "order": "inconclusive"},
+    # per-seed slopes over widths 64–256, 6 seeds: the NTP point slopes sit near the ±0.15 band's edge, so the
+    # measured spread asks for 9, 15 and 8 seeds (Student t); the μP slopes and NTP alignment pass with 6
+    "spectral-width-scaling": {"slope-feature-ntp": "inconclusive", "slope-spectral-ntp": "inconclusive",
+                               "slope-frobenius-ntp": "inconclusive"},
     "saxe-agf": {"modadd-agf-drop-times": "fail",
                  # 3 of 6 seeds in order under equal coefficients: Clopper–Pearson [0.12, 0.88], undecided
                  "control-equal-coefficients": "inconclusive"},       # AGF onset of every modular-addition frequency within 20 %
-    "kunin-fig1": {"best-cell-upstream": "inconclusive"},  # step 10³, d = 100, 4 seeds: upstream best in 32 % of resamples
+    # step 10³, d = 100, 4 seeds: upstream best in 32 % of resamples; the small-τ ordering holds in 100 % but an
+    # ordering needs 6 seeds (power rule), and 6 would add ≈ 20 s to the 39 s quick run
+    "kunin-fig1": {"best-cell-upstream": "inconclusive", "best-cell-small-tau": "inconclusive"},
+    # θ = 0.05 and 0.2 at once, 6 seeds: 94 % of resamples (3 seeds gave 100 % and passed, 6 of the old exact count
+    # failed: it counted undecided thresholds as failures); the full size (8 seeds) has 2 seeds never rich at 0.2
+    "kunin-single-neuron": {"relu-argmin-other-thresholds": "inconclusive"},
 }
 KNOWN_FAILING: dict[str, set[str]] = {k: {c for c, v in d.items() if v == "fail"} for k, d in KNOWN_VERDICTS.items()}
 FIELDS = {"id", "statement", "source", "provenance", "measured", "expected", "tolerance", "comparison", "relative", "passed",
@@ -50,16 +58,20 @@ def check_claim(c: dict) -> None:
     holds = lambda x: {"within": abs(x - e) <= t, "at_most": x <= e + t, "at_least": x >= e - t}[c["comparison"]]  # noqa: E731
     if c["method"] == "exact":
         assert c["verdict"] == ("pass" if holds(m) else "fail"), c["id"]  # the verdict is computed from the numbers
-    elif c["method"] == "ordering":
+        return
+    # power: a bootstrap or ordering claim over fewer seeds than it needs never passes
+    weak = c["method"] != "clopper-pearson" and c["seeds_needed"] is not None and c["n"] < c["seeds_needed"]
+    clears = "inconclusive" if weak else "pass"
+    if c["method"] == "ordering":
         s, conf = c["support"], c["confidence"]
-        want = "inconclusive" if s is None else "pass" if s >= conf else "fail" if s <= 1 - conf else "inconclusive"
+        want = "inconclusive" if s is None else clears if s >= conf else "fail" if s <= 1 - conf else "inconclusive"
         assert c["verdict"] == want, c["id"]
     else:  # an interval: pass only if both ends hold, never on the point estimate alone
         lo, hi = c["interval"]
         if lo is None or hi is None:
             assert c["verdict"] == "inconclusive", c["id"]
         elif holds(lo) and holds(hi):
-            assert c["verdict"] == "pass", c["id"]
+            assert c["verdict"] == clears, c["id"]
         else:
             assert c["verdict"] != "pass", c["id"]
 

@@ -17,7 +17,7 @@ from scipy import stats
 from lazyrich.experiments import REGISTRY, reproduce, reproduction
 from lazyrich.experiments.base import Claim, control, k_of_n, ordering, over_resamples, over_seeds, with_knob
 from lazyrich.experiments.intervals import (MIN_SAMPLES, bootstrap_interval, clopper_pearson, ordering_support,
-                                            resample_interval, seeds_needed)
+                                            resample_interval, seeds_needed, seeds_needed_share)
 
 
 @pytest.mark.parametrize("k,n", [(0, 5), (3, 5), (5, 5), (8, 8), (2, 2), (7, 20), (1, 1)])
@@ -69,8 +69,9 @@ def test_resampled_statistic_interval():
 def test_seeds_needed_is_the_smallest_n_that_clears():
     x = np.array([1.0, 1.4, 0.7, 1.2, 0.9])
     n = seeds_needed(x, 0.8)
-    z, s, gap = stats.norm.ppf(0.975), x.std(ddof=1), abs(x.mean() - 0.8)
-    assert z * s / math.sqrt(n) < gap and (n == MIN_SAMPLES or z * s / math.sqrt(n - 1) >= gap)
+    t = lambda m: stats.t.ppf(0.975, m - 1)  # noqa: E731  Student t: z would say 7, too few for so few seeds
+    s, gap = x.std(ddof=1), abs(x.mean() - 0.8)
+    assert n == 8 and t(n) * s / math.sqrt(n) < gap and t(n - 1) * s / math.sqrt(n - 1) >= gap
     assert seeds_needed([1.0], 0.0) is None and seeds_needed([1.0, 1.0], 0.0) == MIN_SAMPLES
 
 
@@ -104,8 +105,8 @@ def test_k_of_n_verdicts():
 
 
 def test_ordering_verdicts_and_exact_claims_keep_tolerance():
-    up = ordering("c", "s", "src", "paper", 1.0, 0.5, 0.0, "at_least", 5, lambda idx: True)
-    split = ordering("c", "s", "src", "paper", 1.0, 0.5, 0.0, "at_least", 5, lambda idx: idx[0] % 2 == 0)
+    up = ordering("c", "s", "src", "paper", 1.0, 0.5, 0.0, "at_least", 6, lambda idx: True)
+    split = ordering("c", "s", "src", "paper", 1.0, 0.5, 0.0, "at_least", 6, lambda idx: idx[0] % 2 == 0)
     few = ordering("c", "s", "src", "paper", 1.0, 0.5, 0.0, "at_least", 1, lambda idx: True)
     assert (up.verdict, split.verdict, few.verdict) == ("pass", "inconclusive", "inconclusive")
     assert ordering("c", "s", "src", "paper", 0.0, 0.5, 0.0, "at_least", 5, lambda idx: False).verdict == "fail"
@@ -211,3 +212,37 @@ def test_at_checkpoints_merges_calls_per_arm(tmp_path):
         ctx.at_checkpoints([1], arm("linear", 1.0))
     Context("off", "quick", {}, tmp_path).at_checkpoints([1], arm("never", 1.0))  # no-op without --sensitivity
     assert ("never", 1) not in calls
+
+
+@pytest.mark.parametrize("share,rate,conf", [(1.0, 0.5, 0.95), (1.0, 0.5, 0.99), (7 / 8, 0.5, 0.95), (0.75, 0.5, 0.95),
+                                             (1.0, 0.8, 0.95), (0.5, 0.5, 0.95)])
+def test_seeds_needed_share_is_the_first_n_whose_exact_interval_clears(share, rate, conf):
+    """Against scipy.stats.binomtest's exact interval, n by n; every seed agreeing needs (α/2)^{1/n} > rate."""
+    want = next((n for n in range(MIN_SAMPLES, 400) if round(share * n) > 0 and stats.binomtest(
+        round(share * n), n).proportion_ci(conf, "exact").low > rate), None) if share > rate else None
+    assert seeds_needed_share(share, rate, conf) == want
+    if share == 1.0:
+        assert want == math.floor(math.log((1 - conf) / 2) / math.log(rate)) + 1
+
+
+def test_power_floor_claims_over_too_few_seeds_are_never_a_pass():
+    """The fragile pattern (kunin-single-neuron: 3 agreeing seeds pass, 6 fail): a claim over fewer seeds than
+    it needs is inconclusive although its bootstrap interval or support clears."""
+    few = over_seeds("m", "s", "src", "derived", [1.0, 1.2, 1.4], 0.8, 0.0, "at_least")
+    assert few.interval[0] > 0.8 and few.seeds_needed == 4 and few.verdict == "inconclusive"
+    assert "needs 4 seeds" in few.uncertainty
+    assert over_seeds("m", "s", "src", "derived", [1.0, 1.2, 1.4, 1.1], 0.8, 0.0, "at_least").verdict == "pass"
+    # a median is the sign test: 7 of 8 seeds above the threshold is p = 0.07 > 0.05 (binomtest), 8 of 8 clears
+    x = [2.0, 3.0, 5.0, 8.0, 13.0, 21.0, 34.0, 0.5]
+    med = over_seeds("m", "s", "src", "derived", x, 1.0, 0.0, "at_least", statistic="median")
+    assert stats.binomtest(7, 8).pvalue > 0.05 and med.interval[0] > 1.0 and med.seeds_needed == 9
+    assert med.verdict == "inconclusive"
+    assert over_seeds("m", "s", "src", "derived", x[:-1] + [1.5], 1.0, 0.0, "at_least", statistic="median").verdict == "pass"
+    # orderings: resamples of 3 (or 5) agreeing seeds all agree; 6 agreeing seeds show "most seeds" at 95 %
+    for n, want in ((3, "inconclusive"), (5, "inconclusive"), (6, "pass")):
+        assert ordering("o", "s", "src", "paper", 1.0, 0.5, 0.0, "at_least", n, lambda idx: True).verdict == want
+    # failing stays failing at any n; Clopper–Pearson is exact and only reports its count
+    assert ordering("o", "s", "src", "paper", 0.0, 0.5, 0.0, "at_least", 3, lambda idx: False).verdict == "fail"
+    cp = k_of_n("k", "s", "src", "paper", [True] * 8, 0.5)
+    assert cp.verdict == "pass" and cp.seeds_needed == 6 and not cp.underpowered
+    assert k_of_n("k", "s", "src", "paper", [False] * 6, 0.5, "at_most").seeds_needed == 6

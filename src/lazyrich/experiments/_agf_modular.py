@@ -349,7 +349,8 @@ def run_modular(ctx: Context, cfg: dict) -> None:
     ctx.note("Modular addition, frequency-drop onsets GD / AGF per seed (frequencies " + ", ".join(map(str, freqs)) + "): "
              + "; ".join(f"{e}: " + "/".join(f"{on:.0f}:{a:.0f}" for on, a in zip(onset[e], T[e])) for e in range(E))
              + f". Max |ratio − 1| over all frequencies: {worst:.3f}"
-             + (" (the claim fails at both sizes: the first activation of the last frequency can be transient, the "
+             + (" (the claim fails at both sizes and at every --sensitivity knob value, docs/reproductions.md: the first "
+                "activation of the last frequency can be transient, the "
                 "neuron is taken over by another frequency, e.g. seed 0 here, whose k = 4 power rises at AGF's time and "
                 "falls back, or it is mispredicted because AGF recruits a different cluster at an earlier frequency)")
              + f"; first drop (k = {freqs[lead]}): {float(np.max(np.abs(ratio[:, lead] - 1))):.3f}.")

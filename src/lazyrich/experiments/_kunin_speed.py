@@ -31,12 +31,12 @@ from ..observe.kernel import KernelDistance
 from ..param.init import kunin_scales
 from ..tasks import teacher_student
 from ..theory.wide_linear import lambda_balanced
-from .base import Claim, Context, ordering, over_seeds
+from .base import Claim, Context, k_of_n, ordering, over_seeds
 from .common import on_device
 
 SOURCE = "Kunin et al. 2024 (arXiv 2406.06158) abstract, §4 Thm 4.2, §5 eqs. 9-10; shared/theory/exact_solutions.md §2"
 DELTAS = [-1.0, -0.3, -0.1, -0.03, 0.0, 0.03, 0.1, 0.3, 1.0]
-QUICK = dict(tau=0.1, deltas=DELTAS, seeds=[0, 1, 2], theta=0.1, thetas=[0.05, 0.1, 0.2], theory_points=13,
+QUICK = dict(tau=0.1, deltas=DELTAS, seeds=list(range(6)), theta=0.1, thetas=[0.05, 0.1, 0.2], theory_points=13,
              relu=dict(d=20, width=40, n=200, k=3, lr=0.1, T=60.0, records=60),
              linear=dict(d=6, rank=2, svals=[1.0, 0.5], n=12, lr=0.01, T=3.0))
 FULL = dict(QUICK, deltas=[-3.0, *DELTAS, 3.0], seeds=list(range(8)), theory_points=121,
@@ -137,6 +137,12 @@ def by_seed(tab: pd.DataFrame, theta: float) -> pd.DataFrame:
     return tab[tab.theta == theta].pivot(index="seed", columns="delta", values="time")
 
 
+def argmin_delta(t: pd.DataFrame, idx: np.ndarray) -> float:
+    """δ of the shortest seed-median t_θ over the seeds `idx` (rows of the seed × δ table `t`; never-rich
+    runs are ∞, so they count)."""
+    return float(np.array(t.columns, float)[np.argmin(np.median(t.to_numpy(float)[idx], axis=0))])
+
+
 def relu_claims(t: pd.DataFrame, label: str, prefix: str = "") -> list[Claim]:
     """The ReLU claims on a seed × δ table of t_θ (also evaluated on the linear net as the control): the argmin
     as an ordering over bootstrap resamples of the seeds (seed-median t_θ, so never-rich runs (∞) count), the
@@ -144,9 +150,7 @@ def relu_claims(t: pd.DataFrame, label: str, prefix: str = "") -> list[Claim]:
     deltas = np.array(t.columns, float)
     dpos = float(deltas[deltas > 0].min())
     v = t.to_numpy(float)
-
-    def argmin(idx: np.ndarray) -> float:  # δ of the shortest seed-median t_θ over the resampled seeds
-        return float(deltas[np.argmin(np.median(v[idx], axis=0))])
+    argmin = lambda idx: argmin_delta(t, idx)  # noqa: E731
 
     per_seed = [float(deltas[np.argmin(row)]) if np.isfinite(row).any() else math.nan for row in v]
     up = (t.loc[:, deltas > 0].min(axis=1) / t[0.0]).to_numpy(float)
@@ -161,6 +165,9 @@ def relu_claims(t: pd.DataFrame, label: str, prefix: str = "") -> list[Claim]:
 
 
 def linear_claims(sim: pd.DataFrame, theory_coarse: pd.DataFrame, theory_fine: pd.DataFrame, lr: float) -> list[Claim]:
+    """The linear claims: the optimum and laziness are properties of each seed's draw, claimed for most seeds
+    (Clopper–Pearson over seeds: "every seed" of 3 would be [0.29, 1], undecided); GD against the exact flow is a
+    numerical check on every run (exact)."""
     deltas = np.array(sim.columns, float)
     arg_sim = np.array([abs(deltas[np.argmin(r)]) for r in sim.to_numpy()])
     fine = np.array(theory_fine.columns, float)
@@ -169,18 +176,19 @@ def linear_claims(sim: pd.DataFrame, theory_coarse: pd.DataFrame, theory_fine: p
     same_inf = bool((finite == np.isfinite(sim.to_numpy())).all())
     err = float(np.abs(sim.to_numpy()[finite] - theory_coarse.to_numpy()[finite]).max()) if same_inf else math.inf
     wings = deltas[np.abs(deltas) >= 1.0]
-    return [Claim("linear-theory-optimum", f"exact flow (Thm 4.2, `lambda_balanced`) on {len(fine)} δ in "
-                  f"[{fine.min():g}, {fine.max():g}]: the fastest rich learning is balanced, max over seeds of "
-                  f"|argmin δ of t_0.1| ≤ {LIN_BAND:g} (= s₁/10; band stated after the exploratory run)", SOURCE,
-                  "derived", float(arg_th.max()), 0.0, LIN_BAND),
-            Claim("linear-argmin-balanced", f"GD simulation (lr {lr:g}): max over seeds of |argmin δ of t_0.1| ≤ "
-                  f"{LIN_BAND:g}", SOURCE, "paper", float(arg_sim.max()), 0.0, LIN_BAND),
+    most = "in most seeds: share of seeds > ½ (Clopper–Pearson)"
+    return [k_of_n("linear-theory-optimum", f"exact flow (Thm 4.2, `lambda_balanced`) on {len(fine)} δ in "
+                   f"[{fine.min():g}, {fine.max():g}]: the fastest rich learning is balanced, |argmin δ of t_0.1| ≤ "
+                   f"{LIN_BAND:g} (= s₁/10; band stated after the exploratory run) {most}", SOURCE,
+                   "derived", arg_th <= LIN_BAND, 0.5),
+            k_of_n("linear-argmin-balanced", f"GD simulation (lr {lr:g}): |argmin δ of t_0.1| ≤ {LIN_BAND:g} {most}",
+                   SOURCE, "paper", arg_sim <= LIN_BAND, 0.5),
             Claim("linear-theory-vs-gd", f"t_0.1 of GD (lr {lr:g}) vs the exact flow, every seed and δ: same set of "
                   f"never-rich runs and max |Δt| ≤ {2 * lr:g} (= 2 lr: GD is first order in lr; ≈ 0.5 lr seen while "
                   "building this)", SOURCE, "derived", err, 0.0, 2 * lr),
-            Claim("linear-upstream-lazy", f"the linear net at |δ| ≥ 1 never gets rich: number of (seed, δ ∈ "
-                  f"{sorted(wings.tolist())}) runs with S(0,t) ≥ 0.1 before T", SOURCE, "paper",
-                  float(np.isfinite(sim.loc[:, np.abs(deltas) >= 1.0].to_numpy()).sum()), 0.0, 0.0)]
+            k_of_n("linear-upstream-lazy", f"the linear net at |δ| ≥ 1 never gets rich: no run at δ ∈ "
+                   f"{sorted(wings.tolist())} reaches S(0,t) ≥ 0.1 before T, {most}", SOURCE, "paper",
+                   ~np.isfinite(sim.loc[:, np.abs(deltas) >= 1.0].to_numpy()).any(axis=1), 0.5)]
 
 
 def run_contrast(ctx: Context) -> None:
@@ -200,10 +208,13 @@ def run_contrast(ctx: Context) -> None:
         ctx.add(c)
     for c in linear_claims(t_lin, by_seed(lin_th, th), by_seed(lin_fine, th), lc["lr"]):
         ctx.add(c)
-    robust = [relu_claims(by_seed(relu, x), f"ReLU, θ = {x:g}")[0] for x in thetas if x != th]
-    ctx.claim("relu-argmin-other-thresholds", f"the ReLU argmin stays upstream at θ ∈ {[x for x in thetas if x != th]}: "
-              "number of thresholds where some seed's argmin δ ≤ 0", SOURCE, "inferred",
-              float(sum(not c.passed for c in robust)), 0.0, 0.0)
+    others = [by_seed(relu, x) for x in thetas if x != th]
+    upstream = lambda idx: all(argmin_delta(t, idx) > 0 for t in others)  # noqa: E731
+    ctx.ordering("relu-argmin-other-thresholds", f"the ReLU argmin stays upstream at θ ∈ {[x for x in thetas if x != th]}: "
+                 "the δ of the shortest seed-median t_θ is > 0 at every one of them at once, verdict by bootstrap "
+                 "resamples of the seeds; measured: number of those thresholds where it is ≤ 0 on all seeds", SOURCE,
+                 "inferred", float(sum(argmin_delta(t, np.arange(len(t))) <= 0 for t in others)), 0.0, 0.0, "at_most",
+                 len(t_relu), upstream)
     ctx.control("control-linear-as-relu", "the ReLU claims evaluated on the linear net (same τ, δ grid, measure): "
                 "its fastest rich learning is not upstream, so both must fail", SOURCE,
                 relu_claims(t_lin, "linear net", prefix="linear-"))
@@ -212,8 +223,8 @@ def run_contrast(ctx: Context) -> None:
             f"seed {s}: " + ", ".join(f"{v:.3g}" for v in row) for s, row in zip(t.index, t.to_numpy())))
     ctx.note("ReLU: max_t S(0,t) up to T, seed mean, per δ: " + ", ".join(f"{d:g}: {v:.3f}" for d, v in smax.items())
              + ". Upstream nets move the kernel first but saturate near S ≈ 0.2; δ ≈ −0.1 (delayed rich) ends with the "
-             "largest S, so at higher thresholds (θ = 0.2) the upstream lead depends on the seed (full size: 2 of 8 seeds "
-             "never reach 0.2 upstream by T = 100).")
+             "largest S, so at θ = 0.2 the upstream lead depends on the seed: `relu-argmin-other-thresholds` measures it "
+             "over seed resamples, and `--sensitivity` maps it at 3, 6 and 12 seeds (docs/reproductions.md).")
     _figure(ctx, relu, lin, lin_fine, th, tau)
 
 

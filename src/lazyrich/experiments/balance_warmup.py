@@ -23,7 +23,7 @@ from ..theory.balance import conserved_step
 from .base import Claim, Context, k_of_n, over_seeds, reproduction
 
 SOURCE = "blog 'Feature learning networks are/become balanced', warmup section; shared/theory/balancedness.md §3, §6"
-QUICK = dict(h=40, n=10, y_star=1.0, seed=0, seeds=list(range(8)), std_w=0.3, std_u=0.05, eta=0.7, eta_diverge=1.1, steps=400, warmup=50,
+QUICK = dict(h=40, n=10, y_star=1.0, seed=0, seeds=list(range(16)), std_w=0.3, std_u=0.05, eta=0.7, eta_diverge=1.1, steps=400, warmup=50,
              momentum=0.5, matrix=dict(d=5, h=7, c=3, n=11, steps=200, eta=0.05, warmup=50))
 FULL = dict(QUICK, seeds=list(range(64)), steps=4000, warmup=500, matrix=dict(d=5, h=7, c=3, n=11, steps=2000, eta=0.05, warmup=500))
 SCHEDULES = ("constant", "warmup_decay", "warmup_only")
@@ -173,7 +173,7 @@ def comparison_claims(runs: dict[str, dict[str, np.ndarray]], ok: np.ndarray, k:
 
 @reproduction("balance-warmup", "Warmup/decay schedules vs the exact GD law for the imbalance; sharpness alongside",
               quick=QUICK, full=FULL, runtime={"quick": "4 s (1 thread)", "full": "47 s CPU (1 thread, measured); no GPU run"},
-              source=SOURCE, knobs={"steps": [200, 800], "seeds": [list(range(16))]},
+              source=SOURCE, knobs={"steps": [200, 800], "seeds": [list(range(8)), list(range(32))]},
               decisive=["balancing-early", "warmup-vs-constant", "decay-stops-balancing", "constant-stable"])
 def run(ctx: Context) -> None:
     cfg = ctx.cfg

@@ -9,7 +9,11 @@ is computed from the numbers, never stored by hand:
   test, fail when the whole interval violates it, inconclusive when it straddles (never a pass on the
   point estimate alone);
 - orderings over seeds (`ordering`): pass when the ordering holds in ≥ `confidence` of bootstrap
-  resamples of the seeds, fail when in ≤ 1 − `confidence`, else inconclusive.
+  resamples of the seeds, fail when in ≤ 1 − `confidence`, else inconclusive;
+- power: a bootstrap or ordering claim over fewer seeds than it needs (`seeds_needed`: Student t from the
+  spread for a mean; the exact binomial count for a median, where it is the sign test, and for an
+  ordering, where 6 agreeing seeds are the fewest that show "most seeds" at 95 %) is inconclusive, never
+  a pass: resamples of 3 agreeing seeds all agree, whatever the fourth would do.
 A negative control runs the same pipeline with the decisive ingredient switched and must fail its
 claims; `Context.control` records that outcome as a claim of its own. `passed` is `verdict == "pass"`.
 """
@@ -46,7 +50,8 @@ class Claim:
     ``bootstrap`` / ``clopper-pearson`` (`interval` at `confidence` against the test), ``ordering``
     (`support`: share of bootstrap resamples where the ordering holds), ``control`` (every detail fails).
     `samples` are the per-seed values the measurement is a statistic of; `seeds_needed` the seed count
-    the measured spread asks for a conclusive interval (`intervals.seeds_needed`)."""
+    the claim needs (module docstring, "power"; `intervals.seeds_needed`, `intervals.seeds_needed_share`):
+    a bootstrap or ordering claim over fewer seeds is inconclusive (`underpowered`)."""
 
     id: str
     statement: str
@@ -107,15 +112,23 @@ class Claim:
             s = self.support
             if s is None or not math.isfinite(s):
                 return "inconclusive"
-            return "pass" if s >= self.confidence else ("fail" if s <= 1 - self.confidence else "inconclusive")
+            if s >= self.confidence:
+                return "inconclusive" if self.underpowered else "pass"
+            return "fail" if s <= 1 - self.confidence else "inconclusive"
         lo, hi = self.interval  # type: ignore[misc]
         if not (math.isfinite(lo) and math.isfinite(hi)):
             return "inconclusive"
         if self._holds(lo) and self._holds(hi):  # the accepted set is an interval: both ends in, all in
-            return "pass"
+            return "inconclusive" if self.underpowered else "pass"
         e, tol = self.expected, self.tolerance * (abs(self.expected) if self.relative else 1.0)
         clear_fail = {"within": hi < e - tol or lo > e + tol, "at_most": lo > e + tol, "at_least": hi < e - tol}
         return "fail" if clear_fail[self.comparison] else "inconclusive"
+
+    @property
+    def underpowered(self) -> bool:
+        """A bootstrap or ordering claim over fewer seeds than it needs (`seeds_needed`): it cannot pass.
+        Clopper–Pearson claims are exact at any n and carry `seeds_needed` for information only."""
+        return self.method in ("bootstrap", "ordering") and self.seeds_needed is not None and self.n < self.seeds_needed
 
     @property
     def passed(self) -> bool:
@@ -137,13 +150,17 @@ class Claim:
                 return f"no interval (n = {n} < {intervals.MIN_SAMPLES})"
             how = {"bootstrap": "bootstrap BCa", "clopper-pearson": "Clopper–Pearson"}[self.method]
             how = "bootstrap percentile" if self.statistic == "resampled" else how
-            return f"{self.confidence:.0%} CI [{lo:.4g}, {hi:.4g}] ({how}, n = {n})"
+            return f"{self.confidence:.0%} CI [{lo:.4g}, {hi:.4g}] ({how}, n = {n}){self._power}"
         if self.method == "ordering":
             s = self.support
             if s is None or not math.isfinite(s):
                 return f"no support (n = {n} < {intervals.MIN_SAMPLES} seeds)"
-            return f"holds in {s:.0%} of bootstrap resamples (n = {n}; pass ≥ {self.confidence:.0%})"
+            return f"holds in {s:.0%} of bootstrap resamples (n = {n}; pass ≥ {self.confidence:.0%}){self._power}"
         return ""
+
+    @property
+    def _power(self) -> str:
+        return f"; needs {self.seeds_needed} seeds" if self.underpowered else ""
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -181,7 +198,12 @@ def over_seeds(id: str, statement: str, source: str, provenance: Provenance, sam
     require(len(x) > 0, f"claim {id}: give at least one per-seed value")
     m = float(np.mean(x) if statistic == "mean" else np.median(x))
     ci = intervals.bootstrap_interval(x, statistic, confidence)
-    need = intervals.seeds_needed(x, _threshold(expected, tolerance, comparison, relative, m), confidence)
+    if statistic == "mean":
+        need = intervals.seeds_needed(x, _threshold(expected, tolerance, comparison, relative, m), confidence)
+    else:  # a median clears its threshold when most seeds do: the sign test, i.e. the exact share interval
+        probe = Claim(id, statement, source, provenance, m, expected, tolerance, comparison, relative)
+        on_side = np.mean([probe._holds(v) for v in x]) if probe._holds(m) else np.mean([not probe._holds(v) for v in x])
+        need = intervals.seeds_needed_share(float(on_side), 0.5, confidence)
     return Claim(id, statement, source, provenance, m, expected, tolerance, comparison, relative, method="bootstrap",
                  samples=tuple(x), interval=ci, confidence=confidence, statistic=statistic, seeds_needed=need)
 
@@ -204,9 +226,11 @@ def k_of_n(id: str, statement: str, source: str, provenance: Provenance, outcome
     o = [bool(v) for v in outcomes]
     require(len(o) > 0, f"claim {id}: give at least one per-seed outcome")
     k, n = sum(o), len(o)
+    share, clear = (k / n, rate) if comparison != "at_most" else (1 - k / n, 1 - rate)
     return Claim(id, statement, source, provenance, k / n, rate, 0.0, comparison, method="clopper-pearson",
                  samples=tuple(float(v) for v in o), interval=intervals.clopper_pearson(k, n, confidence),
-                 confidence=confidence, statistic="share of seeds")
+                 confidence=confidence, statistic="share of seeds",
+                 seeds_needed=intervals.seeds_needed_share(share, clear, confidence))
 
 
 def ordering(id: str, statement: str, source: str, provenance: Provenance, measured: float, expected: float,
@@ -214,10 +238,11 @@ def ordering(id: str, statement: str, source: str, provenance: Provenance, measu
              samples: Sequence[float] = (), confidence: float = 0.95) -> Claim:
     """An ordering claim over seeds: `measured` is the point statistic on all seeds (e.g. δ of the best
     cell), shown against `expected`; the verdict is by `holds(idx)` over bootstrap resamples `idx` of the
-    n_seeds seeds (index arrays with replacement)."""
+    n_seeds seeds (index arrays with replacement). It needs at least the seeds that show "most seeds" when
+    every seed agrees (6 at 95 %): below that every resample of agreeing seeds agrees, so support 1 says nothing."""
     return Claim(id, statement, source, provenance, measured, expected, tolerance, comparison, method="ordering",
                  samples=tuple(samples), support=intervals.ordering_support(n_seeds, holds), confidence=confidence,
-                 statistic="ordering", n=n_seeds)
+                 statistic="ordering", n=n_seeds, seeds_needed=intervals.seeds_needed_share(1.0, 0.5, confidence))
 
 
 def control(id: str, statement: str, source: str, claims: Sequence[Claim], provenance: Provenance = "derived") -> Claim:

@@ -10,6 +10,10 @@ Everything is deterministic (fixed resampling seed) so that claims.json is repro
 - ordering support: the share of bootstrap resamples of the seeds in which the ordering holds.
 - any other statistic of the seed set (a slope fitted to seed-averaged values): percentile bootstrap over
   resamples of the seeds (`resample_interval`).
+- power: the seed count a claim needs (`seeds_needed` for a mean: Student t from the measured spread;
+  `seeds_needed_share` for a share of seeds, a median or an ordering: the exact binomial interval). A
+  claim over fewer seeds than it needs is never a pass (`base.Claim.verdict`): the bootstrap of a
+  handful of seeds never leaves their range, so 3 seeds that agree look certain.
 """
 from __future__ import annotations
 
@@ -83,9 +87,10 @@ def resample_interval(n: int, statistic: Callable[[np.ndarray], float], confiden
 
 
 def seeds_needed(samples: Sequence[float], threshold: float, confidence: float = 0.95) -> int | None:
-    """Seeds needed for a mean-over-seeds interval to clear `threshold`, from the measured spread: the
-    smallest n with z·s/√n < |mean − threshold| (normal approximation, z two-sided), at least MIN_SAMPLES.
-    None when it cannot be estimated (fewer than 2 values, or the mean sits on the threshold)."""
+    """Seeds needed for a mean over seeds to clear `threshold`, from the measured spread: the smallest n ≥
+    MIN_SAMPLES with t_{n−1}·s/√n < |mean − threshold| (Student t, two-sided at `confidence`: the normal z
+    understates the spread of 3–5 seeds by a factor up to 2.2). None when it cannot be estimated (fewer
+    than 2 values, or the mean sits on the threshold)."""
     x = _clean(samples)
     if len(x) < 2 or not np.all(np.isfinite(x)):
         return None
@@ -94,5 +99,24 @@ def seeds_needed(samples: Sequence[float], threshold: float, confidence: float =
         return MIN_SAMPLES if gap > 0 else None
     if gap == 0:
         return None
-    z = float(stats.norm.ppf(0.5 + confidence / 2))
-    return max(MIN_SAMPLES, math.ceil((z * s / gap) ** 2))
+    q = 0.5 + confidence / 2
+    n = max(MIN_SAMPLES, math.ceil((float(stats.norm.ppf(q)) * s / gap) ** 2))  # z gives a lower bound on n
+    while float(stats.t.ppf(q, n - 1)) * s / math.sqrt(n) >= gap:
+        n += 1
+    return n
+
+
+def seeds_needed_share(share: float, rate: float = 0.5, confidence: float = 0.95, n_max: int = 100_000) -> int | None:
+    """Seeds needed for a share of seeds to clear `rate` (the exact Clopper–Pearson lower bound above `rate`) if
+    further seeds keep the measured `share`: the smallest n ≥ MIN_SAMPLES with clopper_pearson(round(share·n),
+    n)[0] > rate. `share` = 1 (every seed agrees) at rate ½ needs 6 seeds at 95 % ((α/2)^{1/n} > ½), 8 at 99 %.
+    None when share ≤ rate (no seed count would do)."""
+    if not share > rate:
+        return None
+    lo, hi = MIN_SAMPLES, MIN_SAMPLES
+    clears = lambda n: round(share * n) > 0 and clopper_pearson(round(share * n), n, confidence)[0] > rate  # noqa: E731
+    while not clears(hi):  # the lower bound grows with n at a fixed share (up to rounding): bracket, then scan
+        lo, hi = hi, 2 * hi
+        if hi > n_max:
+            return None
+    return next(n for n in range(lo, hi + 1) if clears(n))
