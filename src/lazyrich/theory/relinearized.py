@@ -53,7 +53,7 @@ from ..observe.kernel import mlp_ntk, output_gradients
 
 PER_DECADE = 16  # phases per decade of time (module docstring: how settled Ŝ is at 16)
 KRYLOV_TOL = 1e-6  # relative change of the Lanczos coefficients at which `solver="krylov"` stops
-KRYLOV_ABOVE = 128  # solver="auto": Lanczos when n·c exceeds this (measured crossover: eigh faster at n·c = 80-100, Krylov at 150-200)
+KRYLOV_ABOVE = 128  # solver="auto": Lanczos above this n·c (measured: eigh faster at 80-100, Krylov at 150-200)
 SOLVERS = ("auto", "eigh", "krylov")
 
 
@@ -128,10 +128,12 @@ def _krylov_coefficients(K: Tensor, r0: Tensor, a: float, tol: float = KRYLOV_TO
     beta0 = float(r0.norm())
     if beta0 == 0.0:
         return torch.zeros_like(r0)
-    Q = torch.empty(N, N, dtype=r0.dtype, device=r0.device)
+    Q = torch.empty(N, min(N, 64), dtype=r0.dtype, device=r0.device)  # grown by doubling: j ≪ N is the rule
     alpha, beta = [], []
     q, prev, scale = r0 / beta0, None, float(torch.linalg.matrix_norm(K))
     for j in range(N):
+        if j == Q.shape[1]:
+            Q = torch.cat([Q, torch.empty(N, min(N, 2 * j) - j, dtype=Q.dtype, device=Q.device)], 1)
         Q[:, j] = q
         w = K @ q
         alpha.append(float(q @ w))
@@ -150,7 +152,7 @@ def _krylov_coefficients(K: Tensor, r0: Tensor, a: float, tol: float = KRYLOV_TO
                         float((coef[: len(prev)] - prev).norm().hypot(coef[len(prev):].norm())) <= tol * float(coef.norm())):
                 if info is not None:
                     info["dim"] = j + 1
-                return Q[:, : j + 1].to(K.dtype) @ coef.to(K.dtype)
+                return Q[:, : j + 1] @ coef
             prev = coef
         beta.append(b)
         q = w / b
