@@ -173,3 +173,20 @@ def test_preconditions_of_the_predictions(problem):
         we.final_embeddings(np.diag([3.0, 2.0, 2.0, 1.0]), 2)
     with pytest.raises(LazyrichError, match="rows"):
         we.gram(1.0, M, W0[:-1])
+
+
+@settings(max_examples=20)
+@given(seed=st.integers(0, 10_000), V=st.integers(3, 8), scale=st.sampled_from([1e-6, 1e-2, 1.0]), t=st.floats(0.05, 20.0))
+def test_closed_form_solves_the_riccati_equation(seed, V, scale, t):
+    """dQ/dt = c(M*Q + QM* − 2Q²) by a central difference, for any corpus size, init scale, time, and either sign
+    of the eigenvalues (the error of the 4th-order difference quotient is ~h⁴|Q⁽⁵⁾|, far below the bound)."""
+    rng = np.random.default_rng(seed)
+    M = we.qwem_target(random_corpus(seed, V))
+    d = int(rng.integers(1, V))
+    W0 = scale * rng.normal(size=(V, d))
+    g, h = 0.9, 1e-3
+    Q = lambda s: we.gram(s, M, W0, g)  # noqa: E731
+    dQ = (8 * (Q(t + h) - Q(t - h)) - (Q(t + 2 * h) - Q(t - 2 * h))) / (12 * h)
+    Qt = Q(t)
+    rhs = g / 2 * (M @ Qt + Qt @ M - 2 * Qt @ Qt)
+    assert np.abs(dQ - rhs).max() <= 1e-6 * max(1.0, np.abs(rhs).max())

@@ -206,7 +206,8 @@ def stepwise_claims(pm: list[dict], prefix: str = "") -> list:
 
 @reproduction("word-embeddings-stepwise", "Quadratic word embeddings on Python's docs learn the eigenmodes of M* one at a time: "
               "step times vs the sigmoid and the exact flow, final subspaces vs eigenvectors, nearest neighbours; large init: no steps",
-              quick=QUICK, full=FULL, runtime={"quick": "≈ 20 s (1 thread, loaded 2-core CPU)", "full": "≈ 3 min CPU (1 thread)"},
+              quick=QUICK, full=FULL, runtime={"quick": "20-45 s (1 thread, loaded 2-core CPU; 10 s of CPU)",
+                                             "full": "3.5-5 min (1 thread, loaded 2-core CPU; 40 s of CPU)"},
               source=SOURCE, knobs={"sigma": [1e-6, 1e-3], "seeds": [8]},
               decisive=["step-times", "step-times-corpus", "sequential", "final-subspace"])
 def run(ctx: Context) -> None:
