@@ -37,6 +37,7 @@ from .common import loglog_slope
 
 SOURCE = ("Yang & Hu 2021 (TP4) / Yang et al. 2022 (TP5, μTransfer); lazyrich.param.schemes tables; "
           "CARBS (arXiv 2306.08055) for cost-aware tuning")
+NAMES = {"sp": "SP", "mup": "μP"}
 QUICK = dict(widths=[32, 128, 512], seeds=8, d=8, k=2, n=32, steps=40, lr_range=[0.01, 100.0], init_range=[0.5, 2.0],
              batches=6, batch_size=8, top=3, grid_lr=17, grid_init=[0.5, 1.0, 2.0], grid_seeds=3, tolerance=0.25)
 FULL = dict(QUICK, widths=[32, 64, 128, 256, 512, 1024], seeds=10, steps=100, batches=8, batch_size=16, grid_lr=25,
@@ -201,17 +202,19 @@ def _figures(ctx: Context, trials: pd.DataFrame, best: pd.DataFrame, grid_best: 
             b = best[(best.scheme == scheme) & (best.width == w) & (best.seed == 0)]
             ax[i].scatter(b.lr, b.loss, s=80, facecolors="none", edgecolors=f"C{j}")
         ax[i].set(xscale="log", yscale="log", xlabel="base lr", ylabel=f"train loss at step {cfg['steps']}",
-                  title=f"{scheme.upper()}: search trials (seed 0; × diverged)")
+                  title=f"{NAMES[scheme]}: search trials (seed 0; × diverged)")
         ax[i].legend(fontsize=7)
     for i, scheme in enumerate(("sp", "mup")):
         b = best[best.scheme == scheme]
-        ax[2].scatter(b.width * (1 + 0.04 * (b.seed - b.seed.mean())), b.lr, s=12, color=f"C{i}", label=f"{scheme.upper()} search lr*")
+        ax[2].scatter(b.width * (1 + 0.04 * (b.seed - b.seed.mean())), b.lr, s=12, color=f"C{i}", label=f"{NAMES[scheme]} search lr*")
         g = grid_best[grid_best.scheme == scheme].groupby("width").lr.apply(lambda v: np.exp(np.log(v).mean()))
-        ax[2].plot(g.index, g.values, "s", mfc="none", color=f"C{i}", label=f"{scheme.upper()} grid lr* (geo. mean)")
+        ax[2].plot(g.index, g.values, "s", mfc="none", color=f"C{i}", label=f"{NAMES[scheme]} grid lr* (geo. mean over seeds)")
         w = np.array(cfg["widths"], float)
         ref = np.exp(np.log(b.lr).mean()) * (w / np.exp(np.log(w).mean())) ** table_exponent(scheme)
         ax[2].plot(w, ref, "--", color=f"C{i}", lw=1, label=f"tables: n^{table_exponent(scheme):+.0f}")
     ax[2].set(xscale="log", yscale="log", xlabel="width n", ylabel="optimal base lr", title="lr* vs width")
+    ax[2].set_xticks(cfg["widths"], [str(w) for w in cfg["widths"]])
+    ax[2].minorticks_off()
     ax[2].legend(fontsize=6)
     ctx.figure(fig, "tuned_lr", "Left, middle: loss at the horizon of every search trial vs its lr (seed 0), circles the "
                "best; right: the searched optimal lr per seed vs width, the full grid's, and the tables' exponents.")
@@ -222,7 +225,7 @@ def _figures(ctx: Context, trials: pd.DataFrame, best: pd.DataFrame, grid_best: 
         grid = cost[cost.scheme == scheme].set_index(["width", "seed"]).grid_best
         excess = (best_so_far / grid.reindex(best_so_far.index.droplevel("batch")).to_numpy()).groupby("batch").median()
         steps = (excess.index + 1) * cfg["batch_size"] * cfg["steps"]
-        ax.plot(steps, excess.values, "o-", color=f"C{i}", label=f"{scheme.upper()} search")
+        ax.plot(steps, excess.values, "o-", color=f"C{i}", label=f"{NAMES[scheme]} search")
     ax.axvline(float(cost.grid_cost.iloc[0]), color="k", ls=":", label="full grid's cost")
     ax.axhline(1.0, color="k", lw=0.6)
     ax.set(xlabel="config-steps per study", ylabel="best loss ÷ grid's best (median)", yscale="log")
