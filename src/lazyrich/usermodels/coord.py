@@ -166,6 +166,8 @@ def _layers(model: nn.Module, p: Plan) -> dict[str, tuple[nn.Module, str]]:
     for r in p.rows:
         if r.name.endswith("weight") and r.module in modules and r.module not in out:
             out[r.module] = (modules[r.module], r.role)
+    for t in p.tied:  # a readout sharing the embedding's weight (GPT-2's lm_head)
+        out.setdefault(t["module"], (modules[t["module"]], "output"))
     try:
         blocks = find_blocks(model)
     except LazyrichError:
