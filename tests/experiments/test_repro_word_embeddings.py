@@ -63,7 +63,7 @@ def test_gd_converges_to_the_exact_flow_linearly_in_the_step():
     _, M = small_problem()
     W0 = wx.gaussian_init(10, [3], [0], 0.1)
     T = 6.0
-    exact = we.gram(T, M, W0[0])
+    exact = we.qwem_gram(T, M, W0[0])
     err = []
     for lr in (0.02, 0.01):
         run = wx.train_qwem(M, W0, lr, int(round(T / lr)), every=100)

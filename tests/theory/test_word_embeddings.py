@@ -71,7 +71,7 @@ def test_target_is_the_taylor_target_and_2tanh_pmi(problem):
     with pytest.raises(LazyrichError, match="constant weighting"):
         we.qwem_target(P, pp, mp)  # not constant: a weighted factorization, outside the closed form
     pp, mp = we.constant_weights(P, 2.5)
-    assert we.weighting(P, pp, mp) == pytest.approx(2.5, rel=1e-12)
+    assert we.weighting_constant(P, pp, mp) == pytest.approx(2.5, rel=1e-12)
 
 
 def test_closed_form_equals_solve_ivp_on_the_pair_loss(problem):
@@ -81,7 +81,7 @@ def test_closed_form_equals_solve_ivp_on_the_pair_loss(problem):
     W = ode_solution(P, W0, times, g)
     for t, Wt in zip(times, W):
         Q = Wt @ Wt.T
-        assert np.abs(we.gram(t, M, W0, g) - Q).max() <= 1e-8 * max(1.0, np.abs(Q).max()), t
+        assert np.abs(we.qwem_gram(t, M, W0, g) - Q).max() <= 1e-8 * max(1.0, np.abs(Q).max()), t
     flow = we.qwem_flow(times, M, W0, g)
     eig = np.array([np.sort(np.linalg.eigvalsh(Wt.T @ Wt))[::-1] for Wt in W])
     np.testing.assert_allclose(flow["gram_eigenvalues"], eig, rtol=1e-8, atol=1e-10)
@@ -95,7 +95,7 @@ def test_long_times_reach_the_eckart_young_embedding_without_overflow(problem):
     _, M, W0 = problem
     lam, U = scipy.linalg.eigh(M)
     top = U[:, ::-1][:, :D] * np.sqrt(lam[::-1][:D])
-    Q = we.gram(2000.0, 10 * M, W0)  # |λ|t ≈ 5e4: e^{λt} would overflow
+    Q = we.qwem_gram(2000.0, 10 * M, W0)  # |λ|t ≈ 5e4: e^{λt} would overflow
     np.testing.assert_allclose(Q, 10 * top @ top.T, atol=1e-9)
     W_inf = we.final_embeddings(M, D)
     np.testing.assert_allclose(W_inf @ W_inf.T, top @ top.T, atol=1e-12)
@@ -105,7 +105,7 @@ def test_long_times_reach_the_eckart_young_embedding_without_overflow(problem):
 
 def test_aligned_init_follows_the_sigmoid_exactly(problem):
     _, M, _ = problem
-    lam, U = we.spectrum(M)
+    lam, U = we.target_spectrum(M)
     u0 = np.array([1e-5, 3e-6, 1e-6])  # ordered like λ: the sorted eigenvalues of WᵀW stay mode by mode
     R = np.linalg.qr(np.random.default_rng(3).normal(size=(D, D)))[0]
     W0 = U[:, :D] * np.sqrt(u0) @ R
@@ -114,26 +114,26 @@ def test_aligned_init_follows_the_sigmoid_exactly(problem):
     np.testing.assert_allclose(we.qwem_flow(times, M, W0, g)["gram_eigenvalues"], we.sigmoid_modes(times, lam[:D], u0, g),
                                rtol=1e-9, atol=1e-12)
     # the step times solve u_k(t) = λ_k/2 on the ODE itself
-    tk = we.step_times(lam[:D], u0, g)
+    tk = we.sigmoid_step_times(lam[:D], u0, g)
     order = np.argsort(tk)
     W = ode_solution(random_corpus(0), W0, list(tk[order]), g)
     for k, Wt in zip(order, W):
         assert np.sort(np.linalg.eigvalsh(Wt.T @ Wt))[::-1][k] == pytest.approx(lam[k] / 2, rel=1e-8)
-    np.testing.assert_allclose(we.half_times(M, W0, 30.0, g), tk, rtol=1e-9)
+    np.testing.assert_allclose(we.exact_step_times(M, W0, 30.0, g), tk, rtol=1e-9)
 
 
 def test_small_random_init_learns_modes_one_at_a_time(problem):
     P, M, _ = problem
-    lam, _ = we.spectrum(M)
+    lam, _ = we.target_spectrum(M)
     W0 = 1e-8 * np.random.default_rng(4).normal(size=(V, D))
-    t = we.half_times(M, W0, 60.0)
+    t = we.exact_step_times(M, W0, 60.0)
     assert np.all(np.diff(t) > 0)  # strongest first
     # the sigmoid from the effective strengths (Gram–Schmidt residuals of v_kᵀW₀) is the small-init limit of
     # the exact step times (≤ 1e-3 here); the raw projections v_kᵀW₀W₀ᵀv_k miss the last mode by 13 %
-    np.testing.assert_allclose(t, we.step_times(lam[:D], we.effective_init(M, W0)), rtol=1e-3)
-    raw = we.step_times(lam[:D], we.init_projections(M, W0))
+    np.testing.assert_allclose(t, we.sigmoid_step_times(lam[:D], we.effective_init(M, W0)), rtol=1e-3)
+    raw = we.sigmoid_step_times(lam[:D], we.init_projections(M, W0))
     assert abs(t[-1] / raw[-1] - 1) > 0.1
-    r = we.effective_rank(we.qwem_flow(np.linspace(0, 60, 241), M, W0)["gram_eigenvalues"], lam)
+    r = we.learned_rank(we.qwem_flow(np.linspace(0, 60, 241), M, W0)["gram_eigenvalues"], lam)
     assert r[0] == 0 and r[-1] == D and set(np.diff(r)) <= {0, 1}
     plateaus = we.plateau_losses(M, D)
     mid = 0.5 * (t[0] + t[1])
@@ -162,9 +162,9 @@ def test_bad_corpus_statistics_give_one_clear_line(make, message):
 
 def test_preconditions_of_the_predictions(problem):
     _, M, W0 = problem
-    lam, _ = we.spectrum(M)
+    lam, _ = we.target_spectrum(M)
     with pytest.raises(LazyrichError, match="small init"):
-        we.step_times(lam[:D], lam[:D])  # u_k(0) = λ_k: already learned
+        we.sigmoid_step_times(lam[:D], lam[:D])  # u_k(0) = λ_k: already learned
     with pytest.raises(LazyrichError, match="embedding dimension"):
         we.final_embeddings(M, V)
     with pytest.raises(LazyrichError, match="only .* modes are learned"):
@@ -172,7 +172,7 @@ def test_preconditions_of_the_predictions(problem):
     with pytest.raises(LazyrichError, match="eigengap"):
         we.final_embeddings(np.diag([3.0, 2.0, 2.0, 1.0]), 2)
     with pytest.raises(LazyrichError, match="rows"):
-        we.gram(1.0, M, W0[:-1])
+        we.qwem_gram(1.0, M, W0[:-1])
 
 
 @settings(max_examples=20)
@@ -185,7 +185,7 @@ def test_closed_form_solves_the_riccati_equation(seed, V, scale, t):
     d = int(rng.integers(1, V))
     W0 = scale * rng.normal(size=(V, d))
     g, h = 0.9, 1e-3
-    Q = lambda s: we.gram(s, M, W0, g)  # noqa: E731
+    Q = lambda s: we.qwem_gram(s, M, W0, g)  # noqa: E731
     dQ = (8 * (Q(t + h) - Q(t - h)) - (Q(t + 2 * h) - Q(t - 2 * h))) / (12 * h)
     Qt = Q(t)
     rhs = g / 2 * (M @ Qt + Qt @ M - 2 * Qt @ Qt)

@@ -157,7 +157,7 @@ def per_member(meas: dict, M: np.ndarray, lam: np.ndarray, cfg: dict, upto: int 
     initial strengths r_k² (`effective_init`) and from their mean (d − k + 1)σ² (corpus statistics and init
     scale only), and the next mode's share u_{k+1}(t̂_k)/λ_{k+1}."""
     from ..errors import LazyrichError
-    from ..theory.word_embeddings import effective_init, effective_rank, step_times
+    from ..theory.word_embeddings import effective_init, learned_rank, sigmoid_step_times
 
     run = meas["run"]
     keep = slice(None) if upto is None else run.steps <= upto
@@ -170,12 +170,12 @@ def per_member(meas: dict, M: np.ndarray, lam: np.ndarray, cfg: dict, upto: int 
         corpus_u0 = (d - np.arange(d)) * meas["sigma"] ** 2  # E r_k² = (d − k + 1)σ²
         for key, u0 in (("sigmoid", effective_init(M, meas["W0"][e, :, :d])), ("corpus", corpus_u0)):
             try:
-                pred[key] = step_times(lam[:d], u0, cfg["g"])
+                pred[key] = sigmoid_step_times(lam[:d], u0, cfg["g"])
             except LazyrichError:  # a large init has no small-init step times
                 pred[key] = np.full(d, np.nan)
         nxt = [np.interp(t_hat[k], t, eig[:, e, k + 1]) / lam[k + 1] if np.isfinite(t_hat[k]) else np.nan
                for k in range(d - 1)]
-        r = effective_rank(u, lam)
+        r = learned_rank(u, lam)
         out.append(dict(seed=s, d=d, t_hat=t_hat, t_sigmoid=pred["sigmoid"], t_corpus=pred["corpus"],
                         next_share=float(np.max(nxt)), rank_ok=bool(r[0] == 0 and r[-1] == d and set(np.diff(r)) <= {0, 1})))
     return out
@@ -212,18 +212,18 @@ def stepwise_claims(pm: list[dict], prefix: str = "") -> list:
               decisive=["step-times", "step-times-corpus", "sequential", "final-subspace"])
 def run(ctx: Context) -> None:
     from ..tasks.corpus import pydoc_corpus
-    from ..theory.word_embeddings import final_embeddings, half_times, principal_angles, qwem_target, spectrum
+    from ..theory.word_embeddings import exact_step_times, final_embeddings, principal_angles, qwem_target, target_spectrum
 
     cfg = ctx.cfg
     corpus = pydoc_corpus(cfg["vocab"], cfg["window"])
     M = qwem_target(corpus.joint)
-    lam, U = spectrum(M)
+    lam, U = target_spectrum(M)
     main = measure(M, cfg, cfg["sigma"], ctx.device)
     pm = per_member(main, M, lam, cfg)
     run_ = main["run"]
     for c in stepwise_claims(pm):
         ctx.add(c)
-    exact = [half_times(M, main["W0"][e, :, :d], cfg["T"], cfg["g"], grid=40) for e, (_, d) in enumerate(_members(cfg))]
+    exact = [exact_step_times(M, main["W0"][e, :, :d], cfg["T"], cfg["g"], grid=40) for e, (_, d) in enumerate(_members(cfg))]
     tol = cfg["lr"] * cfg["g"] * lam[0] / 2
     ctx.claim("step-times-exact", "measured step times vs the exact flow from each member's own init (closed form): max over "
               f"members and modes of |t̂/t − 1| ≤ ηgλ₁/2 = {tol:.3g} (GD's first-order delay, (1 + ηgλ/2)ᵏ vs e^{{kηgλ/2}})",
@@ -282,7 +282,7 @@ def _report(ctx: Context, corpus, lam: np.ndarray, pm: list[dict], exact: list[n
 def _figures(ctx: Context, M: np.ndarray, lam: np.ndarray, main: dict, ctrl: dict, cfg: dict) -> None:
     import matplotlib.pyplot as plt
 
-    from ..theory.word_embeddings import effective_init, plateau_losses, qwem_flow, sigmoid_modes, step_times
+    from ..theory.word_embeddings import effective_init, plateau_losses, qwem_flow, sigmoid_modes, sigmoid_step_times
 
     d = max(cfg["dims"])
     e = _members(cfg).index((0, d))
@@ -298,7 +298,7 @@ def _figures(ctx: Context, M: np.ndarray, lam: np.ndarray, main: dict, ctrl: dic
         ax[0].plot(t, r.eigenvalues[sub, e, k] / lam[k], "-", color=c, lw=2, alpha=0.6, label=f"mode {k + 1}, λ = {lam[k]:.1f}")
         ax[0].plot(t, flow["gram_eigenvalues"][:, k] / lam[k], "k--", lw=0.8)
         ax[0].plot(t, sig[:, k] / lam[k], ":", color="r", lw=0.8)
-    tk = step_times(lam[:d], u0, cfg["g"])
+    tk = sigmoid_step_times(lam[:d], u0, cfg["g"])
     for x in tk:
         ax[0].axvline(x, color="r", lw=0.4, alpha=0.5)
     window = (0.7 * tk[0], min(1.6 * tk[-1], r.time[-1]))

@@ -33,7 +33,7 @@ Verified (tests/theory/test_word_embeddings.py): the closed form against scipy's
 the loss written pair by pair (float64, random corpus, V = 12, random init; 3e-12 relative), and against
 the Riccati equation by central differences (Hypothesis: V = 3..8, init 1e-6..1, t ≤ 20); the target
 against mpmath's Taylor coefficients of −log σ; the sigmoid against the closed form for an aligned init;
-the sigmoid step times with `effective_init` against the exact step times (`half_times`) for random small
+the sigmoid step times with `effective_init` against the exact step times (`exact_step_times`) for random small
 inits (relative error < 1e-3 at σ = 1e-8; 13 % off for the last mode with the raw projections
 v_kᵀW₀W₀ᵀv_k instead); the final subspace against scipy's eigenvectors; the preconditions' errors.
 """
@@ -73,7 +73,7 @@ def constant_weights(P: ArrayLike, g: float = 1.0) -> tuple[np.ndarray, np.ndarr
     return psi, psi.copy()
 
 
-def weighting(P: ArrayLike, psi_plus: ArrayLike, psi_minus: ArrayLike) -> float:
+def weighting_constant(P: ArrayLike, psi_plus: ArrayLike, psi_minus: ArrayLike) -> float:
     """The constant g of G_ij = ψ⁺_ij P_ij + ψ⁻_ij P_iP_j; a clear error when G is not constant (the
     dynamics are then a weighted factorization, outside this closed form)."""
     P, p = _joint(P)
@@ -94,7 +94,7 @@ def qwem_target(P: ArrayLike, psi_plus: ArrayLike | None = None, psi_minus: Arra
     if psi_plus is None and psi_minus is None:
         psi_plus, psi_minus = constant_weights(P)
     require(psi_plus is not None and psi_minus is not None, "give both psi_plus and psi_minus, or neither")
-    weighting(P, psi_plus, psi_minus)  # type: ignore[arg-type]
+    weighting_constant(P, psi_plus, psi_minus)  # type: ignore[arg-type]
     pos, neg = as_array(psi_plus, "psi_plus") * P, as_array(psi_minus, "psi_minus") * np.outer(p, p)
     return 2 * (pos - neg) / (pos + neg)
 
@@ -102,7 +102,7 @@ def qwem_target(P: ArrayLike, psi_plus: ArrayLike | None = None, psi_minus: Arra
 _SPECTRA: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
 
 
-def spectrum(M: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+def target_spectrum(M: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """Eigenvalues λ (descending) and eigenvectors U (columns) of the symmetric target M* (read-only arrays,
     cached by content: every function here takes M* and needs its eigendecomposition)."""
     M = as_array(M, "M", 2)
@@ -130,7 +130,7 @@ def _gap(lam: np.ndarray, d: int) -> None:
 
 def final_embeddings(M: ArrayLike, d: int) -> np.ndarray:
     """W∞ = U_d diag(√λ_d) [V, d] (up to a right rotation): the top-d eigenmodes at their eigenvalues."""
-    lam, U = spectrum(M)
+    lam, U = target_spectrum(M)
     _gap(lam, d)
     return U[:, :d] * np.sqrt(lam[:d])
 
@@ -158,9 +158,9 @@ def eigen_embedding(t: float, lam: np.ndarray, A: np.ndarray, g: float = 1.0) ->
     return rho[:, None] * Y
 
 
-def gram(t: float, M: ArrayLike, W0: ArrayLike, g: float = 1.0) -> np.ndarray:
+def qwem_gram(t: float, M: ArrayLike, W0: ArrayLike, g: float = 1.0) -> np.ndarray:
     """Q(t) = W(t)W(t)ᵀ [V, V] under the QWEM gradient flow from W₀ (any init, any sign of eigenvalues)."""
-    lam, U = spectrum(M)
+    lam, U = target_spectrum(M)
     W0 = as_array(W0, "W0", 2)
     require(W0.shape[0] == len(lam), f"W0 has {W0.shape[0]} rows, the target has V = {len(lam)}")
     require(float(t) >= 0, f"time t={t} must be ≥ 0")
@@ -188,7 +188,7 @@ def qwem_flow(times: ArrayLike, M: ArrayLike, W0: ArrayLike, g: float = 1.0) -> 
     """Exact observables along the flow from W₀ [V, d]: ``gram_eigenvalues`` [T, d] (eigenvalues of WᵀW,
     descending), ``loss`` (g/8)(||WWᵀ − M*||² − ||M*||²) (the QWEM loss without its constant),
     ``subspace_angle`` (largest principal angle, radians, between span W and the top-d eigenvectors)."""
-    lam, U = spectrum(M)
+    lam, U = target_spectrum(M)
     W0 = as_array(W0, "W0", 2)
     require(W0.shape[0] == len(lam), f"W0 has {W0.shape[0]} rows, the target has V = {len(lam)}")
     g = positive(g, "g")
@@ -200,12 +200,12 @@ def qwem_flow(times: ArrayLike, M: ArrayLike, W0: ArrayLike, g: float = 1.0) -> 
                       subspace_angle=np.array([o[2] for o in out]))
 
 
-def half_times(M: ArrayLike, W0: ArrayLike, t_max: float, g: float = 1.0, grid: int = 200) -> np.ndarray:
+def exact_step_times(M: ArrayLike, W0: ArrayLike, t_max: float, g: float = 1.0, grid: int = 200) -> np.ndarray:
     """Exact step times [d] from W₀ [V, d]: the first t ≤ t_max at which the k-th eigenvalue of WᵀW reaches
     λ_k/2 (bracketed on a uniform grid of `grid` points, then Brent's method to 1e-12); NaN if never."""
     from scipy.optimize import brentq
 
-    lam, U = spectrum(M)
+    lam, U = target_spectrum(M)
     W0 = as_array(W0, "W0", 2)
     d, g = W0.shape[1], positive(g, "g")
     require(W0.shape[0] == len(lam) and lam[d - 1] > 0, f"W0 must be [V={len(lam)}, d] with λ_d > 0")
@@ -230,7 +230,7 @@ def half_times(M: ArrayLike, W0: ArrayLike, t_max: float, g: float = 1.0, grid: 
 
 def init_projections(M: ArrayLike, W0: ArrayLike, d: int | None = None) -> np.ndarray:
     """u_k(0) = v_kᵀ W₀W₀ᵀ v_k for the top-d eigenvectors v_k of M* (default d = W₀'s columns)."""
-    lam, U = spectrum(M)
+    lam, U = target_spectrum(M)
     W0 = as_array(W0, "W0", 2)
     d = W0.shape[1] if d is None else d
     return ((U[:, :d].T @ W0) ** 2).sum(1)
@@ -241,7 +241,7 @@ def effective_init(M: ArrayLike, W0: ArrayLike) -> np.ndarray:
     a_k = v_kᵀW₀ (the Gram–Schmidt residuals, |R_kk|² of the QR factor of [a_1; …; a_d]ᵀ). Once modes 1..k−1
     are learned they occupy their directions of ℝᵈ (K⁻¹ in the closed form projects them out), so mode k grows
     from the rest. For W₀ with iid N(0, σ²) entries, r_k² ~ σ²χ²_(d−k+1): E r_k² = (d − k + 1)σ²."""
-    lam, U = spectrum(M)
+    lam, U = target_spectrum(M)
     W0 = as_array(W0, "W0", 2)
     d = W0.shape[1]
     require(W0.shape[0] == len(lam) and d < len(lam), f"W0 must be [V={len(lam)}, d < V]; got {W0.shape}")
@@ -260,7 +260,7 @@ def sigmoid_modes(times: ArrayLike, lam: ArrayLike, u0: ArrayLike, g: float = 1.
     return lam_ / (1 + (lam_ / u - 1) * e)
 
 
-def step_times(lam: ArrayLike, u0: ArrayLike, g: float = 1.0) -> np.ndarray:
+def sigmoid_step_times(lam: ArrayLike, u0: ArrayLike, g: float = 1.0) -> np.ndarray:
     """t_k = ln(λ_k/u_k(0) − 1)/(gλ_k): when mode k reaches half its final value λ_k (small init:
     0 < u_k(0) < λ_k/2; a mode already past half at t = 0 has no step)."""
     lam_, u = as_array(lam, "lam"), np.broadcast_to(as_array(u0, "u0"), np.shape(lam)).astype(float)
@@ -270,7 +270,7 @@ def step_times(lam: ArrayLike, u0: ArrayLike, g: float = 1.0) -> np.ndarray:
     return np.log(lam_ / u - 1) / (positive(g, "g") * lam_)
 
 
-def effective_rank(eigenvalues: ArrayLike, lam: ArrayLike, threshold: float = 0.5) -> np.ndarray:
+def learned_rank(eigenvalues: ArrayLike, lam: ArrayLike, threshold: float = 0.5) -> np.ndarray:
     """Learned modes: #{k : u_k ≥ threshold·λ_k} per row of `eigenvalues` [T, d] (descending)."""
     u = np.atleast_2d(as_array(eigenvalues, "eigenvalues"))
     lam_ = as_array(lam, "lam")[: u.shape[1]]
@@ -279,6 +279,6 @@ def effective_rank(eigenvalues: ArrayLike, lam: ArrayLike, threshold: float = 0.
 
 def plateau_losses(M: ArrayLike, d: int, g: float = 1.0) -> np.ndarray:
     """QWEM loss (without constant) with the top k modes learned, k = 0..d: −(g/8)Σ_{j≤k} λ_j²."""
-    lam, _ = spectrum(M)
+    lam, _ = target_spectrum(M)
     _gap(lam, d)
     return -positive(g, "g") / 8 * np.concatenate([[0.0], np.cumsum(lam[:d] ** 2)])
