@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import LazyrichError, require
-from .executor import ChunkResult, ChunkTask, Runner, check_device, execute_chunk, source_digest
+from .executor import ChunkResult, ChunkTask, Runner, check_device, execute_chunk
 from .identity import RESULTS_VERSION, _hash, canonical, digests_of, set_digest
 from .keys import INT_KEYS, STR_KEYS
 from .planner import GROUP_KEYS, Chunk, widths

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import Field, ValidationError
 
 from . import limits as L
-from .spec import (MEMBER_KEYS, Choice, Dist, Integers, LogUniform, Seed, SpecError, SweepSpec, Uniform, _Strict,
+from .spec import (Choice, Dist, Integers, LogUniform, Seed, SpecError, SweepSpec, Uniform, _Strict,
                    check_value, short_repr)
 
 if TYPE_CHECKING:
