@@ -136,7 +136,7 @@ def cost_to_match(trials: pd.DataFrame, grid: pd.DataFrame, cfg: dict, rel: floa
 
 @reproduction("tuned-lr-scaling", "searched optimal lr vs width: drifts as 1/n under SP, stays put under μP (the tables' "
               "exponents); the search's cost vs a full grid", quick=QUICK, full=FULL,
-              runtime={"quick": "20 s CPU time (64 s wall at load 11 on 2 cores)",
+              runtime={"quick": "21 s CPU, 1 thread (67 s wall at load 10 on the shared 2 cores)",
                        "full": "≈ 6 min CPU (estimated from the quick run's cost per config-step; not run yet)"}, source=SOURCE,
               knobs={"steps": [20, 80], "batches": [3, 9]}, decisive=["slope-sp", "slope-mup"])
 def run(ctx: Context) -> None:
