@@ -33,7 +33,7 @@ QUICK = dict(d=6, n=40, teacher=3, h=12, data_seed=0, seeds=[0, 1, 2, 3], q=0.1,
              control_scales=[1.0, 1.5, 2.2, 3.3], overlap_min=0.6, slope_tol=0.15, restarts=8, iters=1000)
 FULL = dict(QUICK, seeds=list(range(12)), restarts=16, iters=3000,
             depths={"3": dict(scales=[0.005, 0.01, 0.02, 0.04, 0.08], lr=0.2, T=1200.0),
-                    "4": dict(scales=[0.06, 0.08, 0.12, 0.18, 0.27], lr=0.2, T=900.0),
+                    "4": dict(scales=[0.08, 0.12, 0.18, 0.27, 0.4], lr=0.2, T=900.0),  # ρ(0.06): a seed needs T > 900
                     "5": dict(scales=[0.2, 0.25, 0.32, 0.4], lr=0.2, T=900.0),
                     "6": dict(scales=[0.35, 0.42, 0.5, 0.6], lr=0.2, T=900.0)})
 
