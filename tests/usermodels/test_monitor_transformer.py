@@ -20,11 +20,11 @@ def tiny() -> torch.nn.Module:
                        depth="completep", gamma=2.0, seed=0)
 
 
-def full_jacobian_ntk(model: torch.nn.Module, x: torch.Tensor, project: torch.Tensor) -> torch.Tensor:
+def full_jacobian_ntk(model: torch.nn.Module, x: torch.Tensor, project: torch.Tensor, read=lambda y: y) -> torch.Tensor:
     """Σ_p η_p J_p J_pᵀ with J row by row: one backward pass per output coordinate (sample-major layout)."""
     eta = {r.name: r.lr_scale for r in plan_of(model).rows}
     params = dict(model.named_parameters())
-    out = (model(x)[:, -1] @ project).reshape(-1)
+    out = (read(model(x))[:, -1] @ project).reshape(-1)
     rows = [torch.autograd.grad(o, list(params.values()), retain_graph=True, allow_unused=True) for o in out]
     K = torch.zeros(len(out), len(out), dtype=torch.float64)
     for k, name in enumerate(params):
@@ -63,3 +63,19 @@ def test_chunked_kernel_matches_full_jacobian_on_a_transformer():
     assert torch.allclose(unbounded.K0, K, rtol=1e-10, atol=1e-12 * float(K.abs().max()))
     with pytest.raises(LazyrichError, match="raise the budget"):
         RegimeMonitor(model, probe, output=lambda y: y[:, -1] @ project, memory_budget_bytes=row)
+
+
+def test_monitor_reads_a_hugging_face_output():
+    """GPT2LMHeadModel returns a ModelOutput, not a tensor: the monitor's probe reads its `.logits`, and the
+    kernel of the first logits at the last position matches the full Jacobian of the same map."""
+    pytest.importorskip("transformers", reason='the hf extra: pip install "lazyrich[hf]"')
+    from lazyrich.usermodels.hf import gpt2
+
+    model = parametrize(gpt2(16, 1, vocab=VOCAB, context=T).double(), "mup", base=gpt2(8, 1, vocab=VOCAB, context=T).double(),
+                        optimizer="adam", seed=0)
+    probe = torch.randint(0, VOCAB, (2, T), generator=torch.Generator().manual_seed(1))
+    eye = torch.eye(VOCAB, dtype=torch.float64)[:, :C]  # the first C logits
+    monitor = RegimeMonitor(model, probe, output=lambda y: y.logits[:, -1] @ eye)
+    K0 = full_jacobian_ntk(model, probe, eye, read=lambda y: y.logits)
+    assert torch.allclose(monitor.K0, K0, rtol=1e-10, atol=1e-12 * float(K0.abs().max()))
+    assert monitor.verdict().regime == "lazy"  # nothing trained yet: S = 0, ω = 0

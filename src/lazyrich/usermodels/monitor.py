@@ -28,6 +28,7 @@ from ..observe.kernel import DEFAULT_BUDGET, empirical_ntk, kernel_distance
 from ..observe.spectral import input_alignment
 from . import meta
 from .distributed import unwrap
+from .hf import logits
 from .tensors import assign_roles, discover, linear_chain
 
 
@@ -93,16 +94,18 @@ def _probe(model: nn.Module, x: Tensor, layers: dict[str, nn.Module]) -> tuple[d
     finally:
         for h in handles:
             h.remove()
-    return ins, outs, y.detach()
+    return ins, outs, logits(y).detach()
 
 
 class RegimeMonitor:
     """Measures where a model's training sits between lazy and rich, on a fixed probe batch.
 
-    `output` maps the model's output to [n, c] for the kernel (default: flatten per sample; for a
-    language model pass e.g. ``lambda y: y[:, -1]``). `kernel=False` skips the NTK (the costly part:
-    n·c Jacobian rows). `every`: record every that many calls of `step()`. `tensorboard`: a log
-    directory or a SummaryWriter (needs the tensorboard package). Records: `records()`, `to_store()`.
+    `output` maps the model's output to [n, c] for the kernel (default: the tensor returned, or a Hugging
+    Face output's `.logits`, flattened per sample; for a language model pass e.g. ``lambda y: y[:, -1]``).
+    `kernel=False` skips the NTK (the costly part: n·c Jacobian rows). `every`: record every that many
+    calls of `step()`. `tensorboard`: a log directory or a SummaryWriter (needs the tensorboard package).
+    `memory_budget_bytes`: the Jacobian rows held at once (the kernel is chunked to fit; None: no bound).
+    Records: `records()`, `to_store()`.
     """
 
     def __init__(self, model: nn.Module, probe: Tensor, *, every: int = 1, kernel: bool = True,
@@ -112,7 +115,7 @@ class RegimeMonitor:
         require(kernel_weights in ("lr", "unit"), f"kernel_weights={kernel_weights!r}: choose 'lr' or 'unit'")
         require(probe.dim() >= 1 and probe.shape[0] >= 1, "the probe batch needs at least one sample")
         self.model, self.probe, self.every, self.bands = model, probe, every, bands
-        self.kernel, self.output, self.budget = kernel, output or (lambda y: y), memory_budget_bytes
+        self.kernel, self.output, self.budget = kernel, output or logits, memory_budget_bytes
         m = meta.find(model)
         if m is not None:  # inside DDP / torch.compile wrappers: the module whose names the plan uses
             self.model = model = unwrap(model)
