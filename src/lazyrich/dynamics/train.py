@@ -106,7 +106,8 @@ CHECK_EVERY = 64  # steps between bulk divergence checks (a host sync each); a h
 def train(ens: Ensemble, data: Data, steps: int, optimizer: OptimizerSpec | str = "gd",
           schedule: Schedule | None = None, record: Sequence[int] | None = None,
           observers: Iterable[str | Observer] = ("loss", "conserved"), data_seed: int = 0,
-          divergence: float = DIVERGENCE_FACTOR, kernel: str = "auto", check_every: int = CHECK_EVERY) -> Run:
+          divergence: float = DIVERGENCE_FACTOR, kernel: str = "auto", check_every: int = CHECK_EVERY,
+          precision: str | None = None) -> Run:
     """Train every member for `steps` updates, recording observers at the steps in `record`
     (default: log-spaced). Members share the minibatch order (common random numbers, from `data_seed`).
     A member whose loss turns non-finite or exceeds `divergence` × its initial loss is frozen at its
@@ -118,7 +119,13 @@ def train(ens: Ensemble, data: Data, steps: int, optimizer: OptimizerSpec | str 
     "batched" computes one GEMM per member, so member e equals the same configuration run alone
     bitwise (any depth). Divergence is checked in bulk every `check_every` steps (one host sync);
     when a member diverged in the window, the window is replayed step by step from its start, so the
-    member is frozen at exactly the step it diverged, as with a check at every step."""
+    member is frozen at exactly the step it diverged, as with a check at every step.
+
+    "triton" (`dynamics.triton_step`) fuses the whole GD/SGD step of a float32 two-layer net into one
+    Triton launch (forward, backward, update, divergence mask) in `precision` "fp32" (default),
+    "tf32" or "3xtf32"; it needs CUDA (or TRITON_INTERPRET=1 on CPU, slow) and agrees with "fused" to
+    fp32 rounding (≈1e-7 relative per step), not bitwise. "auto" picks it on CUDA when triton imports
+    and the run qualifies; anywhere else "auto" is unchanged."""
     spec = OptimizerSpec(kind=optimizer) if isinstance(optimizer, str) else optimizer
     schedule = schedule or Schedule()
     require(steps >= 0, f"steps={steps} must be non-negative")
@@ -126,8 +133,9 @@ def train(ens: Ensemble, data: Data, steps: int, optimizer: OptimizerSpec | str 
     n = data.x.shape[-2]
     require(data.y.shape[-2] == n, f"x has {n} samples but y has {data.y.shape[-2]}: they must match")
     require(spec.batch_size is None or spec.batch_size <= n, f"batch_size {spec.batch_size} exceeds the {n} training samples")
-    require(kernel in ("auto", "batched", "fused"),
-            f"kernel={kernel!r}: choose 'auto' (default), 'batched' (bitwise per member) or 'fused' (fast two-layer path)")
+    require(kernel in ("auto", "batched", "fused", "triton"), f"kernel={kernel!r}: choose 'auto' (default), 'batched' "
+            "(bitwise per member), 'fused' (fast two-layer path) or 'triton' (fused GPU step)")
+    fused_step = _triton_stepper(ens, data.x, spec, kernel, precision)  # None: gradients, then optim.step
     grads_of = fused.prepare(ens, data.x, data.y) if kernel != "batched" and fused.supports(ens, data.x) else loss_and_grads
     rec_steps = sorted(set(log_steps(steps) if record is None else [int(k) for k in record if 0 <= k <= steps]))
     obs = make(observers)
@@ -156,7 +164,10 @@ def train(ens: Ensemble, data: Data, steps: int, optimizer: OptimizerSpec | str 
         while True:
             idx = torch.randperm(n, generator=gen)[: spec.batch_size].to(data.x.device) if sample else None
             x, y = _batch(data, idx)
-            loss, grads = grads_of(ens, params, x, y, None if all_active else active)
+            if fused_step is None:
+                loss, grads = grads_of(ens, params, x, y, None if all_active else active)
+            else:  # loss at params and the already-updated params in one launch
+                loss, stepped = fused_step(params, x, y, factors[k] if k < steps else 0.0, None if all_active else active)
             if bound is None:
                 bound = divergence * torch.clamp(loss, min=1e-8)
             end = k in rec_set or k == steps or k - k0 + 1 >= check_every
@@ -194,7 +205,7 @@ def train(ens: Ensemble, data: Data, steps: int, optimizer: OptimizerSpec | str 
                 inc = ens.base_lr * f if all_active else torch.where(active, ens.base_lr * f, torch.zeros_like(time))
                 per_factor[key] = (lr, inc)
             lr, inc = per_factor[key]
-            new_params, new_state = optim.step(spec, params, grads, state, lr, decay)
+            new_params, new_state = (stepped, state) if fused_step is not None else optim.step(spec, params, grads, state, lr, decay)
             if all_active:  # common case: no masking pass over every tensor
                 params, state = new_params, new_state
             else:
@@ -206,3 +217,22 @@ def train(ens: Ensemble, data: Data, steps: int, optimizer: OptimizerSpec | str 
             if end:
                 exact = False
                 break
+
+
+def _triton_stepper(ens: Ensemble, x: Tensor, spec: OptimizerSpec, kernel: str, precision: str | None):
+    """The fused Triton step when `kernel` asks for it ("triton", or "auto" on CUDA where it applies), else None."""
+    require(precision is None or kernel in ("triton", "auto"),
+            f"precision={precision!r} applies to kernel='triton' only (kernel={kernel!r} computes in the ensemble's dtype)")
+    if kernel not in ("triton", "auto"):
+        return None
+    if kernel == "auto" and ens.params["W1"].device.type != "cuda":
+        return None
+    from . import triton_step
+    why = triton_step.unsupported(ens, x, spec.kind)
+    if kernel == "auto" and why is not None:
+        return None
+    require(why is None, why or "")
+    if precision is not None:
+        require(precision in triton_step.PRECISIONS,
+                f"precision={precision!r}: choose one of {', '.join(triton_step.PRECISIONS)}")
+    return triton_step.prepare(ens, spec.weight_decay_mode == "decoupled", precision or triton_step.DEFAULT_PRECISION)
