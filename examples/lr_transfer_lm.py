@@ -6,7 +6,8 @@ log₂ lr per seed and size, and writes the loss-vs-lr figure.
 
     python examples/lr_transfer_lm.py                          # the quick size (≈ 40 s CPU)
     python examples/lr_transfer_lm.py --widths 16,32,64,128 --depths 2,4,8,16 --steps 100 --seeds 0,1,2
-    python examples/lr_transfer_lm.py --monitor --width 256    # RegimeMonitor verdicts, SP vs μP at width 256
+    python examples/lr_transfer_lm.py --arch hf-gpt2           # the same with Hugging Face GPT2LMHeadModel
+    python examples/lr_transfer_lm.py --monitor --width 256 --steps 200   # RegimeMonitor verdicts, SP vs μP
 
 The model is an ordinary `nn.Module` (`lazyrich.models.gpt.GPT`); all the parametrization is three calls:
 
@@ -27,6 +28,7 @@ import torch.nn.functional as F
 from lazyrich.experiments import lr_transfer_lm as lt
 from lazyrich.tasks.stdlib_bytes import batch, fixed_batch, stdlib_corpus
 from lazyrich.usermodels import RegimeMonitor, param_groups
+from lazyrich.usermodels.hf import logits
 
 
 def ints(s: str) -> list[int]:
@@ -56,12 +58,12 @@ def monitor_run(cfg: dict, scheme: str, width: int, log2_lr: float, steps: int, 
     opt = torch.optim.AdamW(param_groups(model, 2.0 ** log2_lr, eps=lt.EPS), weight_decay=0.0)
     probe, _ = fixed_batch(corpus.val, 4, cfg["seq"])
     projection = torch.randn(256, 8, generator=torch.Generator().manual_seed(0)) / 16
-    monitor = RegimeMonitor(model, probe, every=every, output=lambda y: y[:, -1] @ projection)
+    monitor = RegimeMonitor(model, probe, every=every, output=lambda y: logits(y)[:, -1] @ projection)
     gen = torch.Generator().manual_seed(1000 + seed)
     t0 = time.perf_counter()
     for _ in range(steps):
         x, y = batch(corpus.train, cfg["batch"], cfg["seq"], gen)
-        loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
+        loss = F.cross_entropy(logits(model(x)).flatten(0, 1), y.flatten())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -77,6 +79,8 @@ def main() -> None:
     ap.add_argument("--depths", type=ints, default=lt.QUICK["depths"])
     ap.add_argument("--seeds", type=ints, default=lt.QUICK["seeds"])
     ap.add_argument("--steps", type=int, default=lt.QUICK["steps"])
+    ap.add_argument("--arch", choices=["gpt", "hf-gpt2"], default="gpt",
+                    help="lazyrich.models.gpt.GPT, or Hugging Face GPT2LMHeadModel (needs the hf extra)")
     ap.add_argument("--out", type=Path, default=Path("lazyrich-out/lr_transfer_lm"))
     ap.add_argument("--monitor", action="store_true", help="RegimeMonitor verdicts of SP and μP at --width")
     ap.add_argument("--width", type=int, default=256)
@@ -84,7 +88,7 @@ def main() -> None:
     ap.add_argument("--lr-mup", type=float, default=-5.0, help="log2 base lr of the μP monitor run")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    cfg = dict(lt.QUICK, widths=args.widths, depths=args.depths, seeds=args.seeds, steps=args.steps,
+    cfg = dict(lt.QUICK, arch=args.arch, widths=args.widths, depths=args.depths, seeds=args.seeds, steps=args.steps,
                base_width=min(args.widths), width=min(args.widths), base_depth=min(args.depths), depth=min(args.depths))
     if args.monitor:
         for scheme, lg in (("sp", args.lr_sp), ("mup", args.lr_mup)):

@@ -14,6 +14,7 @@ import torch
 from lazyrich.experiments import lr_transfer_lm as lt
 from lazyrich.experiments.base import get
 from lazyrich.usermodels import inspect, param_groups
+from lazyrich.usermodels.hf import logits
 
 from .quick_checks import KNOWN_VERDICTS, check_claim, check_quick_outcome
 
@@ -87,13 +88,17 @@ def test_relative_mup_follows_the_depth_md_table():
     assert (branch == -1.0).all() and cp.eps_scale["blocks.3.attn.q.weight"] == pytest.approx(0.25)
 
 
-def test_every_scheme_is_sp_at_the_base_cell():
+@pytest.mark.parametrize("arch", ["gpt", "hf-gpt2"])
+def test_every_scheme_is_sp_at_the_base_cell(arch):
     """The sweep trains the (base width, base depth) cell once for all arms: that is only right if μP and
     CompleteP there are SP — the same function from the same seed and the same AdamW groups."""
-    x = torch.randint(0, 256, (2, CFG["seq"]), generator=torch.Generator().manual_seed(0))
-    sp = lt.make_model(CFG, "sp", CFG["base_width"], CFG["base_depth"], 3)
+    if arch == "hf-gpt2":
+        pytest.importorskip("transformers", reason='the hf extra: pip install "lazyrich[hf]"')
+    cfg = dict(CFG, arch=arch)
+    x = torch.randint(0, 256, (2, cfg["seq"]), generator=torch.Generator().manual_seed(0))
+    sp = lt.make_model(cfg, "sp", cfg["base_width"], cfg["base_depth"], 3)
     for scheme in ("mup", "completep"):
-        other = lt.make_model(CFG, scheme, CFG["base_width"], CFG["base_depth"], 3)
-        assert torch.allclose(other(x), sp(x), rtol=0, atol=1e-5)
+        other = lt.make_model(cfg, scheme, cfg["base_width"], cfg["base_depth"], 3)
+        assert torch.allclose(logits(other(x)), logits(sp(x)), rtol=0, atol=1e-5)
         a, b = _lr(other), _lr(sp)
         assert a.keys() == b.keys() and all(a[k] == pytest.approx(b[k], rel=1e-12) for k in a)

@@ -34,6 +34,7 @@ from ..errors import require
 from ..models.gpt import GPT
 from ..tasks.stdlib_bytes import batch, fixed_batch, stdlib_corpus
 from ..usermodels import param_groups
+from ..usermodels.hf import logits
 from ..usermodels.parametrize import Plan, apply, plan
 from .base import Claim, Context, over_seeds, reproduction
 
@@ -48,19 +49,29 @@ EPS = 1e-10  # AdamW ε at the base; CompleteP scales it by (L/L₀)^(−α) per
 SCHEMES = ("sp", "mup", "completep")
 
 
-def _roles_models(depth: int, head_dim: int, seq: int) -> tuple[nn.Module, nn.Module]:
+def build(cfg: dict, width: int, depth: int) -> nn.Module:
+    """The bare model: `GPT` (cfg "arch" = "gpt", the default) or Hugging Face `GPT2LMHeadModel` ("hf-gpt2":
+    part A's `usermodels.hf.gpt2`, untied, heads of width head_dim; needs the `hf` extra)."""
+    arch = cfg.get("arch", "gpt")
+    require(arch in ("gpt", "hf-gpt2"), f"lr-transfer-lm: arch {arch!r}: choose gpt or hf-gpt2")
+    if arch == "gpt":
+        return GPT(width, depth, context=cfg["seq"], head_dim=cfg["head_dim"])
+    from ..usermodels.hf import gpt2
+    return gpt2(width, depth, heads=width // cfg["head_dim"], vocab=256, context=cfg["seq"], tie=False, seed=None)
+
+
+def _roles_models(cfg: dict, depth: int) -> tuple[nn.Module, nn.Module]:
     """Two models at other widths (mup's base and delta): width dimensions are where they differ."""
-    return GPT(head_dim, depth, context=seq, head_dim=head_dim), GPT(2 * head_dim, depth, context=seq, head_dim=head_dim)
+    return build(cfg, cfg["head_dim"], depth), build(cfg, 2 * cfg["head_dim"], depth)
 
 
 def relative_mup(model: nn.Module, cfg: dict, depth: int) -> dict[str, dict[str, float]]:
     """Per-tensor overrides giving μP relative to the base width N₀: each field (init std, multiplier, lr scale) is
     the core μP row at the model's width times (SP row ÷ μP row) at N₀, so at N₀ the model is SP (microsoft/mup's
     convention; the core tables are absolute)."""
-    hd, seq = cfg["head_dim"], cfg["seq"]
-    b, d = _roles_models(cfg["base_depth"], hd, seq)
+    b, d = _roles_models(cfg, cfg["base_depth"])
     here = plan(model, "mup", base=b, delta=d, optimizer="adam")
-    at_base = GPT(cfg["base_width"], depth, context=seq, head_dim=hd)
+    at_base = build(cfg, cfg["base_width"], depth)
     mup0 = {r.name: r for r in plan(at_base, "mup", base=b, delta=d, optimizer="adam").rows}
     sp0 = {r.name: r for r in plan(at_base, "sp", base=b, delta=d, optimizer="adam").rows}
     out: dict[str, dict[str, float]] = {}
@@ -75,10 +86,10 @@ def lm_plan(cfg: dict, scheme: str, width: int, depth: int) -> Plan:
     table; μP relative to the base width; CompleteP is that μP with `parametrize(..., depth=α)` (branch
     multiplier (L/L₀)^(−α), block lr × (L/L₀)^(α−1), ε × (L/L₀)^(−α), α = cfg["alpha"])."""
     require(scheme in SCHEMES, f"lr-transfer-lm: unknown scheme {scheme!r}: choose {', '.join(SCHEMES)}")
-    key = (scheme, width, depth, *(cfg[k] for k in ("head_dim", "seq", "base_width", "base_depth", "alpha")))
+    key = (scheme, width, depth, cfg.get("arch", "gpt"), *(cfg[k] for k in ("head_dim", "seq", "base_width", "base_depth", "alpha")))
     if key not in _PLANS:
-        model = GPT(width, depth, context=cfg["seq"], head_dim=cfg["head_dim"])
-        b, d = _roles_models(cfg["base_depth"], cfg["head_dim"], cfg["seq"])  # base depth L₀ = the base's blocks
+        model = build(cfg, width, depth)
+        b, d = _roles_models(cfg, cfg["base_depth"])  # base depth L₀ = the base's blocks
         over = None if scheme == "sp" else relative_mup(model, cfg, depth)
         # heads keep head_dim as width grows, so μP's 1/d_head logits differ from SP's 1/sqrt(d_head) by a
         # constant: attn_mult = sqrt(head_dim) makes them equal at every width (μP at the base width is SP)
@@ -92,8 +103,7 @@ _PLANS: dict[tuple, Plan] = {}  # planning a deep model costs more than training
 
 def make_model(cfg: dict, scheme: str, width: int, depth: int, seed: int) -> nn.Module:
     """The GPT through the user-model path (`lm_plan` installed as `parametrize` would), drawn with `seed`."""
-    model = GPT(width, depth, context=cfg["seq"], head_dim=cfg["head_dim"])
-    return apply(model, lm_plan(cfg, scheme, width, depth), seed=seed)
+    return apply(build(cfg, width, depth), lm_plan(cfg, scheme, width, depth), seed=seed)
 
 
 def train_one(cfg: dict, scheme: str, width: int, depth: int, seed: int, log2_lr: float,
@@ -109,7 +119,7 @@ def train_one(cfg: dict, scheme: str, width: int, depth: int, seed: int, log2_lr
     todo = set(checkpoints) | {cfg["steps"]}
     for step in range(1, cfg["steps"] + 1):
         x, y = batch(corpus.train, cfg["batch"], cfg["seq"], gen)
-        loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
+        loss = F.cross_entropy(logits(model(x)).flatten(0, 1), y.flatten())
         if not torch.isfinite(loss):
             return {s: math.inf for s in todo}
         opt.zero_grad(set_to_none=True)
@@ -117,7 +127,7 @@ def train_one(cfg: dict, scheme: str, width: int, depth: int, seed: int, log2_lr
         opt.step()
         if step in todo:
             with torch.no_grad():
-                v = float(F.cross_entropy(model(xv).flatten(0, 1), yv.flatten()))
+                v = float(F.cross_entropy(logits(model(xv)).flatten(0, 1), yv.flatten()))
             out[step] = v if math.isfinite(v) else math.inf
     return out
 
