@@ -93,8 +93,8 @@ def test_frozen_member_with_nan_gets_zero_gradients():
         assert torch.equal(got[k][[0, 1, 3, 4]], other[k][[0, 1, 3, 4]])
 
 
-def test_supports_only_plain_two_layer_nets():
+def test_supports_any_depth_and_biases_but_not_centred():  # deeper nets and biases: test_fused_deep.py
     x = torch.zeros(3, 4)
-    assert not fused.supports(lazyrich.build(lazyrich.MLP((4, 5, 5, 1)), [{}]), x)
-    assert not fused.supports(lazyrich.build(lazyrich.MLP((4, 5, 1), bias=True), [{}]), x)
+    assert fused.supports(lazyrich.build(lazyrich.MLP((4, 5, 5, 1)), [{}]), x)
+    assert fused.supports(lazyrich.build(lazyrich.MLP((4, 5, 1), bias=True), [{}]), x)
     assert not fused.supports(lazyrich.build(lazyrich.MLP((4, 5, 1)), [{}]).centered(), x)

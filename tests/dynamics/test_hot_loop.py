@@ -83,8 +83,13 @@ def test_default_kernel_is_fused_where_it_applies_else_batched(setting):
     ok = torch.from_numpy(auto.diverged_step == -1)
     torch.testing.assert_close(auto.ens.params["W1"][ok], batched.ens.params["W1"][ok], rtol=1e-12, atol=1e-13)
     biased = build(MLP((5, 12, 1), bias=True), [{"seed": 0, "lr": 0.05}], scheme="sp")
-    assert torch.equal(train(biased, data, 20, "gd", record=[20]).ens.params["W1"],
-                       train(biased, data, 20, "gd", record=[20], kernel="batched").ens.params["W1"])
+    auto_b = train(biased, data, 20, "gd", record=[20]).ens.params["W1"]  # biased and deep nets: fused too (issue 22)
+    assert torch.equal(auto_b, train(biased, data, 20, "gd", record=[20], kernel="fused").ens.params["W1"])
+    torch.testing.assert_close(auto_b, train(biased, data, 20, "gd", record=[20], kernel="batched").ens.params["W1"],
+                               rtol=1e-12, atol=1e-13)
+    centred = biased.centered()  # centred models keep the batched kernel
+    assert torch.equal(train(centred, data, 20, "gd", record=[20]).ens.params["W1"],
+                       train(centred, data, 20, "gd", record=[20], kernel="batched").ens.params["W1"])
 
 
 @pytest.mark.parametrize("members", [1, 3])

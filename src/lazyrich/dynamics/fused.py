@@ -9,6 +9,11 @@ Layout: hidden activations are kept member-major and sample-last, [E, h, n], so 
 by all members both big products are single GEMMs over all members at once ([E·h, d] @ [d, n] and
 [E·h, n] @ [n, d]) and the rest is a few batched passes. Multipliers are folded into the (small)
 weights instead of the (large) activations. Same numbers as autograd to rounding (tests: 1e-12).
+
+Deeper nets and biases (`mlp_loss_and_grads`) keep the same layout: z_l = m_l·W_l h_{l-1} + b_l as
+[E, n_l, n], the first layer's forward and its weight gradient as single GEMMs over all members
+(x is shared), the inner layers as one batched product each; ∇b_l = Σ_i ∂L/∂z_l. Two-layer nets
+without biases keep the two-layer pass above, unchanged to the bit.
 """
 from __future__ import annotations
 
@@ -22,10 +27,13 @@ from ..models.mlp import Params
 
 
 def supports(ens: object, x: Tensor) -> bool:
-    """True when `two_layer_loss_and_grads` applies: a two-layer MLP without biases, not centred."""
+    """True when the fused pass applies: an MLP of any depth, with or without biases, not centred."""
     net = getattr(ens, "net", None)
-    return (net is not None and net.depth == 2 and not net.bias and not net.bias_out
-            and getattr(ens, "center", None) is None and x.dim() in (2, 3))
+    return net is not None and getattr(ens, "center", None) is None and x.dim() in (2, 3)
+
+
+def _two_layer(net: object) -> bool:
+    return net.depth == 2 and not net.bias and not net.bias_out  # type: ignore[attr-defined]
 
 
 # Two [E, h, n] buffers per thread, reused from step to step (shapes of the last call): fresh
@@ -127,23 +135,99 @@ def _pass(w: Tensor, a: Tensor, x: Tensor, xt: Tensor, yt: Tensor, m_w: Tensor |
     return loss, grads
 
 
+def _deep_pass(params: Params, x: Tensor, xt: Tensor, yt: Tensor, mult: list[Tensor | None], depth: int, act: str,
+               loss_scale: float, active: Tensor | None) -> tuple[Tensor, dict[str, Tensor]]:
+    """The pass for any depth, biases optional; mult[l-1]: m_l as [E, 1, 1], 0-dim or None (ones)."""
+    w1 = params["W1"]
+    E, h1, d = w1.shape
+    n = x.shape[-2]
+    sigma, relu = activation(act), act == "relu"
+    w_eff = [params[f"W{l}"] if mult[l - 1] is None else params[f"W{l}"] * mult[l - 1] for l in range(1, depth + 1)]
+    z = torch.mm(w_eff[0].view(E * h1, d), xt).view(E, h1, n) if x.dim() == 2 else torch.bmm(w_eff[0], xt)
+    hs, zs = [], []  # h_1..h_{L-1} ([E, n_l, n]); z_l only where σ' needs it (not relu: 1[h > 0])
+    for l in range(1, depth + 1):
+        b = params.get(f"b{l}")
+        if b is not None:
+            z = z + b.unsqueeze(-1)
+        if l == depth:
+            break
+        zs.append(None if relu else z)
+        hs.append(torch.relu(z) if relu else sigma(z))
+        z = torch.bmm(w_eff[l], hs[-1])
+    r = z - yt  # [E, c, n]
+    loss = r.pow(2).sum(1).mean(-1)
+    loss = loss if loss_scale == 1.0 else loss_scale * loss
+    g = r * (2 * loss_scale / n)  # ∂L/∂z_L
+    grads: dict[str, Tensor] = {}
+    for l in range(depth, 0, -1):
+        if l > 1:
+            gw = torch.bmm(g, hs[l - 2].transpose(-1, -2))
+        elif x.dim() == 2:  # xᵀ gᵀ: one GEMM for all members, in the shape MKL runs fastest (see _pass)
+            gw = torch.mm(xt, g.reshape(E * h1, n).T).T.reshape(E, h1, d)
+        else:
+            gw = torch.bmm(xt, g.transpose(-1, -2)).transpose(-1, -2)
+        grads[f"W{l}"] = gw if mult[l - 1] is None else gw * mult[l - 1]
+        if f"b{l}" in params:
+            grads[f"b{l}"] = g.sum(-1)
+        if l > 1:
+            back = torch.bmm(w_eff[l - 1].transpose(-1, -2), g)
+            if relu:
+                g = torch.ops.aten.threshold_backward.grad_input(back, hs[l - 2], 0.0, grad_input=back)
+            else:
+                g = back if act == "linear" else back * derivative(act)(zs[l - 2])
+    grads = {k: grads[k] for k in params}
+    if active is not None:  # frozen members get exactly zero gradients, even when their weights are NaN
+        zero = torch.zeros((), dtype=w1.dtype, device=w1.device)
+        grads = {k: torch.where(active.reshape(-1, *[1] * (v.dim() - 1)), v, zero) for k, v in grads.items()}
+    return loss, grads
+
+
+def mlp_loss_and_grads(net: object, params: Params, x: Tensor, y: Tensor, multipliers: dict[str, Tensor | float],
+                       loss_scale: float = 0.5, active: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+    """Per-member loss [E] and gradients of every parameter of an MLP `net` (any depth, biases);
+    x: [n, d] or [E, n, d], y: [n, c] or [E, n, c]. Members with `active` False get zero gradients.
+    On one thread, members go through in cache-sized blocks as in `two_layer_loss_and_grads`."""
+    if _two_layer(net):
+        return two_layer_loss_and_grads(params, x, y, multipliers, net.activation, loss_scale, active)  # type: ignore[attr-defined]
+    depth, act = net.depth, net.activation  # type: ignore[attr-defined]
+    w = params["W1"]
+    E = w.shape[0]
+    per = max(1, BLOCK_BYTES // (max(net.widths[1:]) * x.shape[-2] * w.element_size()))  # type: ignore[attr-defined]
+
+    def run(p: Params, x_: Tensor, y_: Tensor, m: dict[str, Tensor | float], a: Tensor | None):
+        ms = [_per_member(m.get(f"W{l}", 1.0), w) for l in range(1, depth + 1)]
+        return _deep_pass(p, x_, x_.T if x_.dim() == 2 else x_.transpose(-1, -2),
+                          y_.T if y_.dim() == 2 else y_.transpose(-1, -2), ms, depth, act, loss_scale, a)
+    if E <= per or torch.get_num_threads() > 1:
+        return run(params, x, y, multipliers, active)
+    parts = []
+    for start in range(0, E, per):
+        s = slice(start, start + per)
+        parts.append(run({k: v[s] for k, v in params.items()}, x if x.dim() == 2 else x[s], y if y.dim() == 2 else y[s],
+                         {k: (v[s] if isinstance(v, Tensor) and v.dim() == 1 else v) for k, v in multipliers.items()},
+                         None if active is None else active[s]))
+    return torch.cat([p[0] for p in parts]), {k: torch.cat([p[1][k] for p in parts]) for k in parts[0][1]}
+
+
 def prepare(ens: object, x: Tensor, y: Tensor) -> "callable":
     """`loss_and_grads` for training on fixed (x, y) with the per-step constants (multipliers shaped
     [E, 1, 1], x and y sample-last) computed once: the same arithmetic, fewer dispatches a step."""
-    mult, act, scale = ens.multipliers, ens.net.activation, ens.loss_scale  # type: ignore[attr-defined]
+    mult, act, scale, net = ens.multipliers, ens.net.activation, ens.loss_scale, ens.net  # type: ignore[attr-defined]
     w = ens.params["W1"]  # type: ignore[attr-defined]
-    m_w, m_a = _per_member(mult.get("W1", 1.0), w), _per_member(mult.get("W2", 1.0), w)
-    m_w, m_a = (None if bool((m == 1).all()) else m for m in (m_w, m_a))
+    ms = [_per_member(mult.get(f"W{l}", 1.0), w) for l in range(1, net.depth + 1)]
+    ms = [None if bool((m == 1).all()) else m for m in ms]
     xt, yt = (x.T if x.dim() == 2 else x.transpose(-1, -2)), (y.T if y.dim() == 2 else y.transpose(-1, -2))
-    per = max(1, BLOCK_BYTES // (w.shape[1] * x.shape[-2] * w.element_size()))
+    per = max(1, BLOCK_BYTES // (max(net.widths[1:-1] if _two_layer(net) else net.widths[1:]) * x.shape[-2] * w.element_size()))
 
     def grads_of(ens_: object, params: Params, x_: Tensor, y_: Tensor, active: Tensor | None) -> tuple[Tensor, dict[str, Tensor]]:
         if x_ is not x or y_ is not y or (params["W1"].shape[0] > per and torch.get_num_threads() == 1):
-            return two_layer_loss_and_grads(params, x_, y_, mult, act, scale, active)  # minibatches, blocks
-        return _pass(params["W1"], params["W2"], x, xt, yt, m_w, m_a, act, scale, active)
+            return mlp_loss_and_grads(net, params, x_, y_, mult, scale, active)  # minibatches, blocks
+        if _two_layer(net):
+            return _pass(params["W1"], params["W2"], x, xt, yt, ms[0], ms[1], act, scale, active)
+        return _deep_pass(params, x, xt, yt, ms, net.depth, act, scale, active)
     return grads_of
 
 
 def loss_and_grads(ens: object, params: Params, x: Tensor, y: Tensor, active: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
     """Drop-in for `dynamics.train.loss_and_grads` on ensembles that `supports` accepts."""
-    return two_layer_loss_and_grads(params, x, y, ens.multipliers, ens.net.activation, ens.loss_scale, active)  # type: ignore[attr-defined]
+    return mlp_loss_and_grads(ens.net, params, x, y, ens.multipliers, ens.loss_scale, active)  # type: ignore[attr-defined]
