@@ -220,8 +220,8 @@ def arms(cfg: dict) -> list[tuple[str, str, int, int]]:
     return out
 
 
-@reproduction("lr-transfer-lm", "Byte-level GPT on the stdlib's source: the AdamW lr optimum transfers over width under μP "
-              "and over depth under CompleteP, drifts under SP / μP without depth",
+@reproduction("lr-transfer-lm", "Byte-level GPT on the stdlib's source, AdamW: the lr optimum transfers over width under μP "
+              "(SP drifts) and over depth under CompleteP (control: μP without a depth rule)",
               quick=QUICK, full=FULL, runtime={"quick": "64 s CPU (1 thread; 8.7 min wall on the 2-core CPU at load 14)", "full": "≈ 3 h CPU, estimated from per-step timings (not run); no GPU run"}, source=SOURCE,
               knobs={"steps": [20, 60]}, decisive=["width-shift", "depth-shift"])
 def run(ctx: Context) -> None:
