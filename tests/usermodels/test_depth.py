@@ -138,3 +138,48 @@ def test_errors_are_one_line():
     # α = 0 needs no blocks (plain μP)
     assert plan(NoBlocks(8), "mup", base=NoBlocks(4), depth="none").depth is None
     assert math.isclose(plan(ResMLP(16, 4), "mup", depth=1.0, branches=["blocks.*.fc1"]).depth["branch_mult"], 0.25)
+
+
+class MHABlock(nn.Module):
+    """x + MHA(LN x) + ...: nn.MultiheadAttention returns a tuple; its first element is the branch."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(n)
+        self.attn = nn.MultiheadAttention(n, 2, batch_first=True)
+        self.mlp = nn.Sequential(nn.Linear(n, 2 * n), nn.GELU(), nn.Linear(2 * n, n))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        u = self.norm(x)
+        x = x + self.attn(u, u, u, need_weights=False)[0]
+        return x + self.mlp(self.norm(x))
+
+
+class MHANet(nn.Module):
+    def __init__(self, n: int, depth: int) -> None:
+        super().__init__()
+        self.inp, self.layers, self.out = nn.Linear(5, n), nn.ModuleList(MHABlock(n) for _ in range(depth)), nn.Linear(n, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.inp(x)
+        for b in self.layers:
+            h = b(h)
+        return self.out(h)
+
+
+def test_multihead_attention_branch_scaled():
+    torch.manual_seed(0)
+    m = MHANet(16, 4)
+    x = torch.randn(2, 7, 5)
+    p = plan(m, "sp", depth="completep")
+    assert p.depth["branches"][:2] == ["layers.0.attn", "layers.0.mlp.2"] and len(p.depth["branches"]) == 8
+    parametrize(m, "sp", depth="completep", init="keep")
+    ref = MHANet(16, 4)  # the same weights, no hooks: the residual forward written out with 1/L = 0.25
+    ref.load_state_dict({k: v for k, v in m.state_dict().items() if "_lazyrich" not in k})
+    with torch.no_grad():
+        h = ref.inp(x)
+        for b in ref.layers:
+            u = b.norm(h)
+            h = h + 0.25 * b.attn(u, u, u, need_weights=False)[0]
+            h = h + 0.25 * b.mlp(b.norm(h))
+        torch.testing.assert_close(m(x), ref.out(h))

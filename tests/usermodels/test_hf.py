@@ -8,7 +8,6 @@ import sys
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from lazyrich.errors import LazyrichError
 from lazyrich.usermodels import parametrize, plan, plan_of, restore
