@@ -42,6 +42,41 @@ section() {  # section NAME SECONDS command...: run under min(SECONDS, budget le
 # --- Kunin Fig. 1b test loss (issue 23): best τ×δ cell with seed intervals at every checkpoint, d = 20, 50, 100.
 #     gpu: the paper's 9 smallest τ (0.1–0.45) × its 17 δ × 16 seeds, 10⁴ steps (d = 100: 3·10⁴); --budget stops new seeds in time
 #     to summarise the seeds done. Docs: docs/reproductions.md (kunin-fig1, test loss).
-KT_BUDGET=$(( BUDGET_S * 5 / 6 - 30 ))
+#     Its share: KT_SHARE percent of the budget (default 22: ≈ 2 minutes of 9), leaving the rest to the sections below.
+KT_BUDGET=$(( BUDGET_S * ${KT_SHARE:-22} / 100 - 30 ))
 section kunin_test_loss $(( KT_BUDGET + 30 )) "$PY" examples/kunin_test_loss.py --size "$SIZE" --device "$DEVICE" \
   --budget "$KT_BUDGET" --out "$OUT/kunin_test_loss"
+
+# --- Triton step (issue 13): correctness first. gpu: the interpreter-free kernel tests (fp32 vs PyTorch, precision modes
+#     vs float64, auto-selection) and tests/dynamics/test_cuda.py (float32 there now runs kernel="triton" via "auto");
+#     cpu: the whole Triton test file in the interpreter; tiny: one of its tests (seconds).
+case "$SIZE" in
+  gpu) TT=(tests/dynamics/test_triton_step.py tests/dynamics/test_cuda.py) ;;
+  cpu) TT=(tests/dynamics/test_triton_step.py) ;;
+  *) TT=(tests/dynamics/test_triton_step.py -k inactive) ;;
+esac
+section triton_tests 75 "$PY" -m pytest -q -p no:cacheprovider -p no:randomly "${TT[@]}"
+
+# --- bench/gpu_fig1.py: each precision mode's trajectory error vs float64 (10⁵ steps, 16 Fig. 1 members), then
+#     loop / batched / torch.compile / fused / triton×{fp32,tf32,3xtf32} config-steps/s, TFLOP/s and % of the
+#     GEMM peaks measured in the same run. Rows land in $OUT/gpu_fig1/{errors,rates}.jsonl as they are measured.
+section gpu_fig1 150 "$PY" bench/gpu_fig1.py --device "$DEVICE" --size "$SIZE" --out "$OUT/gpu_fig1"
+
+# --- The full-size reproductions on cuda (claims.json, figures, report under $OUT/<name>/), each with what is left;
+#     cpu: their quick size; tiny: only that the CLI lists them (a typo in a name fails here, in seconds).
+LR=("$PY" -c "import sys; from lazyrich.cli import main; sys.argv = ['lazyrich'] + sys.argv[1:]; main()")
+for name in kunin-fig1 spectral-width-scaling; do
+  case "$SIZE" in
+    gpu) section "reproduce_$name" 600 "${LR[@]}" reproduce "$name" --device cuda --out "$OUT/$name" ;;
+    cpu) section "reproduce_$name" 600 "${LR[@]}" reproduce "$name" --quick --out "$OUT/$name" ;;
+    *) section "reproduce_$name" 60 bash -c '"$@" reproduce --list | grep -q "^'"$name"' "' _ "${LR[@]}" ;;
+  esac
+done
+
+echo "--- summary ($SIZE, $DEVICE, $(( $(date +%s) - START )) s of ${BUDGET_S} s)"
+cat "$OUT/sessions.txt"
+[ -s "$OUT/gpu_fig1.log" ] && sed -n '/, torch .*, size /,$p' "$OUT/gpu_fig1.log"
+for name in kunin-fig1 spectral-width-scaling; do
+  [ -f "$OUT/reproduce_$name.log" ] && grep -E "claims passed" "$OUT/reproduce_$name.log" | tail -1 | sed "s/^/$name: /"
+done
+exit 0

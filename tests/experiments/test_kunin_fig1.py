@@ -79,6 +79,18 @@ def test_gpu_session_runs_its_tiny_size(tmp_path):
     rows = [json.loads(x) for x in (tmp_path / "kunin_test_loss" / "summary.jsonl").read_text().splitlines()]
     assert sorted((r["d"], r["step"]) for r in rows) == [(5, 10), (5, 30), (8, 10), (8, 30)]
     assert all(r["seeds"] == 3 and r["verdict"] in ("upstream", "not upstream", "undecided") for r in rows)
+    # issue 13's sections: the Triton tests, bench/gpu_fig1.py (every engine's rate and error row), the reproductions
+    sections = [line.split(":")[0] for line in (tmp_path / "sessions.txt").read_text().splitlines()]
+    assert sections == ["kunin_test_loss", "triton_tests", "gpu_fig1", "reproduce_kunin-fig1", "reproduce_spectral-width-scaling"]
+    assert all(" rc=0 " in line for line in (tmp_path / "sessions.txt").read_text().splitlines())
+    fig1 = tmp_path / "gpu_fig1"
+    rates = [json.loads(x) for x in (fig1 / "rates.jsonl").read_text().splitlines()]
+    assert [r["method"] for r in rates] == ["gemm peak", "loop", "batched", "compile", "fused", "triton/fp32", "triton/tf32",
+                                            "triton/3xtf32"] and all(r.get("rate", 1) > 0 for r in rates[1:] if "error" not in r)
+    errors = {r["engine"]: r for r in map(json.loads, (fig1 / "errors.jsonl").read_text().splitlines())}
+    for mode in ("fp32", "tf32", "3xtf32"):  # the interpreter computes fp32 in every mode: fp32 rounding only
+        assert errors[f"triton/{mode}"]["loss_rel_err"] < 1e-5 and errors[f"triton/{mode}"]["delta_k_rel_err"] < 1e-5
+    assert "summary (tiny, cpu" in p.stdout and "triton/3xtf32" in p.stdout
     bad = subprocess.run(["bash", "bench/gpu_session.sh", "--size", "huge"], cwd=root, env=env, capture_output=True, text=True)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "gpu, cpu or tiny" in bad.stderr
 
