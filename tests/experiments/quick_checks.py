@@ -30,7 +30,7 @@ KNOWN_VERDICTS: dict[str, dict[str, str]] = {
                  # 3 of 6 seeds in order under equal coefficients: Clopper–Pearson [0.12, 0.88], undecided
                  "control-equal-coefficients": "inconclusive"},       # AGF onset of every modular-addition frequency within 20 %
     # step 10³, d = 100, 4 seeds: upstream best in 32 % of resamples; the small-τ ordering holds in 100 % but an
-    # ordering needs 6 seeds (power rule), and 6 would add ≈ 20 s to the 39 s quick run
+    # ordering needs 6 seeds (power rule; it passes with 6, 45 s CPU time against 39 s with 4: over the CI budget)
     "kunin-fig1": {"best-cell-upstream": "inconclusive", "best-cell-small-tau": "inconclusive"},
     # θ = 0.05 and 0.2 at once, 6 seeds: 94 % of resamples (3 seeds gave 100 % and passed, 6 of the old exact count
     # failed: it counted undecided thresholds as failures); the full size (8 seeds) has 2 seeds never rich at 0.2

@@ -219,7 +219,7 @@ def grid_claims(r: pd.DataFrame, cfg: dict, prefix: str = "", steps: list[int] |
 @reproduction("kunin-fig1", "Kunin et al. Fig. 1/5b: teacher-student ReLU τ×δ grid, upstream small τ learns rich and fast",
               quick=QUICK, full=FULL, runtime={"quick": "39 s CPU time, 1 thread (4 seeds; 2-core CPU shared with other jobs)",
                                                "full": "not run here: 4624 members × 10⁵ steps (paper: 90 min on 360 cores); est. hours on one GPU"},
-              source=SOURCE, knobs={"d": [20, 50]},
+              source=SOURCE, knobs={"d": [20, 50], "seeds": [list(range(100, 106))]},
               decisive=["best-cell-upstream", "best-cell-small-tau", "hamming-up-vs-down", "param-up-vs-down"])
 def run(ctx: Context) -> None:
     cfg = ctx.cfg
