@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # What we run on a lent GPU machine (no registry there: PYTHONPATH=src, missing wheels carried in .whl/).
+# The one-call session script (every section under one 9-minute budget) is bench/gpu_session.sh; this is the older,
+# longer sequence (cuda vs cpu sweep, quick reproductions on cuda, sweep_throughput).
 #   correctness: tests/dynamics/test_cuda.py (GPU vs float64 CPU reference), a sweep on cuda vs cpu,
 #   a reproduction's quick size on cuda; speed: bench/sweep_throughput.py --device cuda.
 # Output lands in $OUT (device tool) or ./gpu_out.
@@ -27,7 +29,7 @@ if [ "${STAGE:-1}" = 2 ]; then  # every reproduction's quick size on cuda (and F
   done 2>&1 | tee "$OUT/repro_full_cuda.txt"
   exit 0
 fi
-timeout 240 python3 -m pytest -q -p no:cacheprovider tests/dynamics/test_cuda.py 2>&1 | tail -15 | tee "$OUT/test_cuda.txt"
+timeout 240 python3 -m pytest -q -p no:cacheprovider tests/dynamics/test_cuda.py tests/dynamics/test_triton_step.py 2>&1 | tail -15 | tee "$OUT/test_cuda.txt"
 for dev in cpu cuda; do
   TIMEFORMAT="sweep $dev %R s"; time "${LR[@]}" sweep examples/quick.yaml --store /tmp/q_$dev.duckdb --device $dev --quiet
   "${LR[@]}" runs export latest --format parquet --store /tmp/q_$dev.duckdb --out /tmp/q_$dev.parquet
