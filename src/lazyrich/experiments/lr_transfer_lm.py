@@ -1,14 +1,15 @@
 """lr-transfer-lm: the optimal AdamW learning rate of a small pre-LN GPT on real text transfers across width
 under μP and across depth under CompleteP, and drifts under SP / under μP without a depth rule.
 
-A byte-level GPT (`lazyrich.models.gpt.GPT`, an ordinary `nn.Module`) is trained on the Python standard
-library's own source files (`lazyrich.tasks.stdlib_bytes`, ships offline) with AdamW, through the
-user-model path: `usermodels.plan` + `apply` (what `parametrize` does, planned once per size) draw the init and
-install multipliers, depth hooks and the attention scale; `usermodels.param_groups` gives AdamW's groups. For every (scheme, width, depth, seed) the base
-learning rate is swept on a log₂ grid; the validation loss after `steps` steps gives, per seed, the optimal
-log₂ lr (the vertex of a parabola fitted around the grid argmin). Claims are on the per-seed shift of
-that optimum from the narrowest (shallowest) to the widest (deepest) model, mean over seeds with its
-bootstrap interval (issue-23 convention).
+A byte-level GPT (`lazyrich.models.gpt.GPT`, an ordinary `nn.Module`; or Hugging Face GPT-2 with cfg
+arch="hf-gpt2") is trained on the Python standard library's own source files (`lazyrich.tasks.stdlib_bytes`,
+ships offline) with AdamW, through the user-model path: `usermodels.plan` + `apply` (what `parametrize` does,
+planned once per size) draw the init and install multipliers, depth hooks and the attention scale;
+`usermodels.param_groups` gives AdamW's groups. For every (scheme, width, depth, seed) the base learning rate
+is swept on a log₂ grid; the validation loss after `steps` steps gives, per seed, the optimal log₂ lr (the
+vertex of a parabola fitted around the grid argmin). Claims are on the per-seed shift of that optimum from
+the narrowest (shallowest) to the widest (deepest) model, mean over seeds with its bootstrap interval
+(issue-23 convention).
 
 μP is taken relative to the base width N₀ (as microsoft/mup and nanoGPT-mup do): each tensor's init std,
 multiplier and lr scale is the core μP row at width N times (SP row ÷ μP row) at N₀, so at N₀ the model is
@@ -222,7 +223,9 @@ def arms(cfg: dict) -> list[tuple[str, str, int, int]]:
 
 @reproduction("lr-transfer-lm", "Byte-level GPT on the stdlib's source, AdamW: the lr optimum transfers over width under μP "
               "(SP drifts) and over depth under CompleteP (control: μP without a depth rule)",
-              quick=QUICK, full=FULL, runtime={"quick": "64 s CPU (1 thread; 8.7 min wall on the 2-core CPU at load 14)", "full": "≈ 3 h CPU, estimated from per-step timings (not run); no GPU run"}, source=SOURCE,
+              quick=QUICK, full=FULL, source=SOURCE,
+              runtime={"quick": "64 s CPU (1 thread; 8.7 min wall on the 2-core CPU at load 14)",
+                       "full": "≈ 3 h CPU, estimated from per-step timings (not run); no GPU run"},
               knobs={"steps": [20, 60]}, decisive=["width-shift", "depth-shift"])
 def run(ctx: Context) -> None:
     cfg = ctx.cfg

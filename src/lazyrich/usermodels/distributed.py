@@ -43,7 +43,7 @@ def _unflatten(flat: dict[str, Any], paths: dict[str, tuple]) -> Any:
     for key, value in flat.items():
         node: Any = root
         path = paths[key]
-        for part, nxt in zip(path[:-1], path[1:]):
+        for part in path[:-1]:
             node = node.setdefault(part, {})
         node[path[-1]] = value
 
