@@ -3,6 +3,7 @@
     python bench/step_profile.py              # E = 1 and a cache-sized ensemble, both sizes, float64, 1 thread
     python bench/step_profile.py --kernel batched
     python bench/step_profile.py --flow       # gradient flow: accepted steps/s and time per accepted step
+    python bench/step_profile.py --deep       # 3-layer balance-deep size: fused vs batched, interleaved
 
 For each case it prints the wall time per step (process CPU time, best of 3: robust on a shared
 machine), then the profiler's count of ATen dispatches per step and their self time by class:
@@ -126,7 +127,7 @@ def main() -> None:
           "(interpreter, pointwise arithmetic, small products). Floor of a PyTorch step: GEMM µs + disp. µs")
 
 
-if __name__ == "__main__" and "--flow" not in __import__("sys").argv:
+if __name__ == "__main__" and not {"--flow", "--deep"} & set(__import__("sys").argv):
     main()
 
 
@@ -172,3 +173,49 @@ def flow_main() -> None:
 
 if __name__ == "__main__" and "--flow" in __import__("sys").argv:
     flow_main()
+
+
+# balance-deep's net (experiments/balance_deep.py): MLP((d, w, w, c)), GD with weight decay κ = 1e-3
+DEEP = {"quick": (10, 64, 5, 100), "full": (10, 128, 5, 100)}  # d, width, c, n
+
+
+def deep_case(d: int, w: int, c: int, n: int, members: int, bias: bool = False):
+    from lazyrich.tasks import whitened_regression
+    rows = [{"std_scale": 0.1 if s % 2 else 1.0, "seed": s} for s in range(members)]
+    ens = lazyrich.build(lazyrich.MLP((d, w, w, c), "relu", bias=bias), rows, scheme="sp", lr=0.05, weight_decay=1e-3)
+    data = whitened_regression(d, c, n, seed=0)
+    data.x_test = data.y_test = None
+    return ens, data
+
+
+def deep_main() -> None:
+    """Fused vs batched per-step time on balance-deep's 3-layer net, E = 1, 6 (its quick ensemble) and
+    64, float64, one thread. The two kernels alternate run by run (5 rounds, best of each): on a
+    shared machine only their ratio is meaningful, not the absolute times."""
+    torch.set_num_threads(1)
+    print(f"3-layer ReLU nets (balance-deep sizes), GD + weight decay, float64, 1 thread, torch {torch.__version__}, "
+          f"load average {os.getloadavg()[0]:.2f}")
+    print(f"{'size':6} {'bias':>4} {'E':>3} {'batched µs/step':>15} {'fused µs/step':>13} {'fused speed-up':>14}")
+    for size, (d, w, c, n) in DEEP.items():
+        for bias in (False, True):
+            for members in (1, 6, 64):
+                ens, data = deep_case(d, w, c, n, members, bias)
+                steps = max(20, int(600 / members ** 0.5 * (64 / w) ** 2))
+                best = {"batched": float("inf"), "fused": float("inf")}
+                for _ in range(5):  # interleaved: both kernels see the same load
+                    for kernel in best:
+                        best[kernel] = min(best[kernel], per_step_once(ens, data, kernel, steps))
+                print(f"{size:6} {str(bias):>4} {members:3d} {best['batched'] * 1e6:15.1f} {best['fused'] * 1e6:13.1f} "
+                      f"{best['batched'] / best['fused']:13.2f}x")
+    print(f"load average {os.getloadavg()[0]:.2f} at end")
+
+
+def per_step_once(ens, data, kernel: str, steps: int) -> float:
+    lazyrich.train(ens, data, 2, record=[], observers=(), kernel=kernel)  # warm the buffers and caches
+    start = time.process_time()
+    lazyrich.train(ens, data, steps, record=[], observers=(), kernel=kernel)
+    return (time.process_time() - start) / (steps + 1)
+
+
+if __name__ == "__main__" and "--deep" in __import__("sys").argv:
+    deep_main()

@@ -40,7 +40,7 @@ def _rel(got, want):
 
 
 @pytest.mark.parametrize("act", ACTS)
-@pytest.mark.parametrize("widths", [(5, 7, 6, 2), (5, 8, 6, 4, 1)])
+@pytest.mark.parametrize("widths", [(5, 3), (5, 7, 6, 2), (5, 8, 6, 4, 1)])  # depth 1, 3, 4
 @pytest.mark.parametrize("bias", [False, True])
 def test_gradients_equal_autograd_and_batched(act, widths, bias):
     ens = _ensemble(widths, act, bias)

@@ -143,17 +143,18 @@ def _deep_pass(params: Params, x: Tensor, xt: Tensor, yt: Tensor, mult: list[Ten
     n = x.shape[-2]
     sigma, relu = activation(act), act == "relu"
     w_eff = [params[f"W{l}"] if mult[l - 1] is None else params[f"W{l}"] * mult[l - 1] for l in range(1, depth + 1)]
-    z = torch.mm(w_eff[0].view(E * h1, d), xt).view(E, h1, n) if x.dim() == 2 else torch.bmm(w_eff[0], xt)
+    b = params.get("b1")  # a bias enters its GEMM as the added term (addmm/baddbmm): one pass, not two
+    if x.dim() == 2:
+        z = (torch.mm(w_eff[0].view(E * h1, d), xt) if b is None else
+             torch.addmm(b.reshape(E * h1, 1), w_eff[0].view(E * h1, d), xt)).view(E, h1, n)  # one GEMM for all members
+    else:
+        z = torch.bmm(w_eff[0], xt) if b is None else torch.baddbmm(b.unsqueeze(-1), w_eff[0], xt)
     hs, zs = [], []  # h_1..h_{L-1} ([E, n_l, n]); z_l only where σ' needs it (not relu: 1[h > 0])
-    for l in range(1, depth + 1):
-        b = params.get(f"b{l}")
-        if b is not None:
-            z = z + b.unsqueeze(-1)
-        if l == depth:
-            break
+    for l in range(1, depth):
         zs.append(None if relu else z)
-        hs.append(torch.relu(z) if relu else sigma(z))
-        z = torch.bmm(w_eff[l], hs[-1])
+        hs.append(z.clamp_min_(0.0) if relu else sigma(z))  # relu in place: z is ours and not needed again
+        b = params.get(f"b{l + 1}")
+        z = torch.bmm(w_eff[l], hs[-1]) if b is None else torch.baddbmm(b.unsqueeze(-1), w_eff[l], hs[-1])
     r = z - yt  # [E, c, n]
     loss = r.pow(2).sum(1).mean(-1)
     loss = loss if loss_scale == 1.0 else loss_scale * loss
