@@ -1,10 +1,10 @@
 """Kunin Fig. 1 engines side by side in one run: speed of every way to train the two-layer ReLU grid,
 and each precision mode's trajectory error against float64.
 
-    python bench/gpu_fig1.py --device cuda --size gpu --out gpu_out/gpu_fig1   # an H100: ~2 minutes
+    python bench/gpu_fig1.py --device cuda --size gpu --out gpu_out/gpu_fig1   # an H100: ~3 minutes (estimate)
     python bench/gpu_fig1.py --device cpu --size tiny                          # seconds (tests run this)
 
-Speed rows (float32, no observers; config-steps/s, achieved TFLOP/s, % of the FP32 and TF32 GEMM
+Error rows first, then speed rows (float32, no observers; config-steps/s, achieved TFLOP/s, % of the FP32 and TF32 GEMM
 peaks measured in the same run with square matmuls):
   loop          one configuration at a time: per-step torch ops on the device (the per-config baseline)
   batched       lazyrich.train(kernel="batched"): one GEMM per member
@@ -32,7 +32,7 @@ from pathlib import Path
 
 SIZES = {  # d, h, n, members timed, error members, error steps, checkpoints, seconds per speed row
     "gpu": dict(d=100, h=50, n=1000, members=4624, err_members=16, err_steps=100_000,
-                checkpoints=[100, 1_000, 10_000, 100_000], seconds=4.0, small=dict(d=10, h=50, n=100, members=16384)),
+                checkpoints=[100, 1_000, 10_000, 100_000], seconds=2.0, small=dict(d=10, h=50, n=100, members=16384)),
     "cpu": dict(d=100, h=50, n=1000, members=64, err_members=4, err_steps=200, checkpoints=[10, 100, 200], seconds=2.0),
     "tiny": dict(d=8, h=8, n=32, members=4, err_members=4, err_steps=4, checkpoints=[2, 4], seconds=0.02),
 }
@@ -264,10 +264,10 @@ def main() -> None:
     skip = set(filter(None, args.skip.split(",")))
     peaks = gemm_peaks(args.device, cfg["seconds"])
     emit("rates", {"method": "gemm peak", **{f"{k}_tflops": v / 1e12 for k, v in peaks.items()}})
+    if "errors" not in skip:  # first: the errors decide which mode may be the default
+        error_rows(cfg, args.device, emit)
     if "speed" not in skip:
         speed_rows(cfg, args.device, peaks, emit)
-    if "errors" not in skip:
-        error_rows(cfg, args.device, emit)
     print(f"\n{name}, torch {torch.__version__}, size {args.size}")
     for line in (out / "rates.jsonl").read_text().splitlines():
         r = json.loads(line)

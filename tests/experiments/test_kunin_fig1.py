@@ -81,7 +81,7 @@ def test_gpu_session_runs_its_tiny_size(tmp_path):
     assert all(r["seeds"] == 3 and r["verdict"] in ("upstream", "not upstream", "undecided") for r in rows)
     # issue 13's sections: the Triton tests, bench/gpu_fig1.py (every engine's rate and error row), the reproductions
     sections = [line.split(":")[0] for line in (tmp_path / "sessions.txt").read_text().splitlines()]
-    assert sections == ["kunin_test_loss", "triton_tests", "gpu_fig1", "reproduce_kunin-fig1", "reproduce_spectral-width-scaling"]
+    assert sections == ["kunin_test_loss", "triton_tests", "gpu_fig1", "reproduce_spectral-width-scaling", "reproduce_kunin-fig1"]
     assert all(" rc=0 " in line for line in (tmp_path / "sessions.txt").read_text().splitlines())
     fig1 = tmp_path / "gpu_fig1"
     rates = [json.loads(x) for x in (fig1 / "rates.jsonl").read_text().splitlines()]
@@ -110,4 +110,4 @@ def test_sensitivity_reevaluates_the_decisive_claims_at_every_checkpoint(tmp_pat
     for step, claims in ctx.checkpoint_claims.items():
         assert [c.id for c in claims] == list(exp.decisive)
         assert f"step {step}" in claims[0].statement and claims[0].n == len(cfg["seeds"])
-    assert set(exp.decisive) <= {c.id for c in ctx.claims} and set(exp.knobs) == {"d"}
+    assert set(exp.decisive) <= {c.id for c in ctx.claims} and set(exp.knobs) == {"d", "seeds"}

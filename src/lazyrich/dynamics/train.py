@@ -205,7 +205,10 @@ def train(ens: Ensemble, data: Data, steps: int, optimizer: OptimizerSpec | str 
                 inc = ens.base_lr * f if all_active else torch.where(active, ens.base_lr * f, torch.zeros_like(time))
                 per_factor[key] = (lr, inc)
             lr, inc = per_factor[key]
-            new_params, new_state = (stepped, state) if fused_step is not None else optim.step(spec, params, grads, state, lr, decay)
+            if fused_step is None:
+                new_params, new_state = optim.step(spec, params, grads, state, lr, decay)
+            else:
+                new_params, new_state = stepped, state
             if all_active:  # common case: no masking pass over every tensor
                 params, state = new_params, new_state
             else:
