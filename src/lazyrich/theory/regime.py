@@ -30,7 +30,7 @@ per-class recall lazy / mixed / rich 0.97 / 0.95 / 0.93 (balanced accuracy 0.95)
 0.89 / 0.06 / 0.40 (0.45; chance 0.33) for the configuration alone: its R jumps across the mixed band, and
 it is horizon-blind (30 of 32 delayed-rich nets called lazy at every horizon). Cost of the default: 0.7×
 training the same nets at n = 80, 2.3× at n = 200, 0.85× at n = 1,000 (Lanczos above n·c = 128; the
-eigendecomposition alone: 4× and 5-6×); 0.26× at n = 1,000 with `per_decade=4` (`predict_regime_on_data`'s
+eigendecomposition alone: 4× and 5-9×); 0.26× at n = 1,000 with `per_decade=4` (`predict_regime_on_data`'s
 docstring; docs/theory/regime.md).
 """
 from __future__ import annotations
@@ -137,9 +137,9 @@ def predict_regime_on_data(x, y, W, A, steps: int, lr_w: float, lr_a: float, act
     Cost (bench/regime_cost.py; 9 nets vs training the same 9 as one fused ensemble, one thread, 2-core
     CPU under load 10-12, wall / FLOPs), N = ⌈q·log₁₀T⌉ + 1 phases at q = `per_decade` (default 16):
     `solver="eigh"` costs O(N·(nc)³): 0.7× / 0.4× training at n = 80 / 6,000 steps, 4× / 4× at n = 200 /
-    3,000 and 5-6× / 13× at n = 1,000 / 2,000 (Kunin Fig. 1 size). `solver="krylov"` gives the same Ŝ
+    3,000 and 5-9× / 13× at n = 1,000 / 2,000 (Kunin Fig. 1 size). `solver="krylov"` gives the same Ŝ
     (≤ 1.1e-10 apart on 524 trained cells) from a Lanczos basis (median dimension 8): 2.3× / 0.36× at
-    n = 200, 0.85× / 0.61× at n = 1,000, but 1.0× / 0.09× at n = 80 (loop overhead dominates there); the
+    n = 200, 0.80-0.85× / 0.61× at n = 1,000, but 1.0× / 0.09× at n = 80 (loop overhead dominates there); the
     default "auto" takes eigh up to n·c = 128 and Krylov above. `per_decade=4` cuts any option by 3.5×
     (Krylov q = 4: 0.26× / 0.18× at n = 1,000); `max_samples=n_s` runs the phases on a fixed
     subset of n_s samples (`seed`), 0.04× at n = 1,000 with n_s = 128, but a subset's lazy fit needs less
