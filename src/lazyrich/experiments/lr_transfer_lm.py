@@ -108,18 +108,18 @@ def make_model(cfg: dict, scheme: str, width: int, depth: int, seed: int) -> nn.
 
 
 def train_one(cfg: dict, scheme: str, width: int, depth: int, seed: int, log2_lr: float,
-              checkpoints: tuple[int, ...] = ()) -> dict[int, float]:
+              checkpoints: tuple[int, ...] = (), device: str = "cpu") -> dict[int, float]:
     """Validation loss (nats per byte) after each step in `checkpoints` ∪ {steps}; inf once the loss is not finite.
     The seed fixes the init and the order of training windows (shared by every lr: common random numbers)."""
     corpus = stdlib_corpus()
-    model = make_model(cfg, scheme, width, depth, seed)
+    model = make_model(cfg, scheme, width, depth, seed).to(device)
     opt = torch.optim.AdamW(param_groups(model, 2.0 ** log2_lr, eps=EPS), weight_decay=0.0)
     gen = torch.Generator().manual_seed(1000 + seed)
-    xv, yv = fixed_batch(corpus.val, cfg["eval_windows"], cfg["seq"])
+    xv, yv = (t.to(device) for t in fixed_batch(corpus.val, cfg["eval_windows"], cfg["seq"]))
     out: dict[int, float] = {}
     todo = set(checkpoints) | {cfg["steps"]}
     for step in range(1, cfg["steps"] + 1):
-        x, y = batch(corpus.train, cfg["batch"], cfg["seq"], gen)
+        x, y = (t.to(device) for t in batch(corpus.train, cfg["batch"], cfg["seq"], gen))
         loss = F.cross_entropy(logits(model(x)).flatten(0, 1), y.flatten())
         if not torch.isfinite(loss):
             return {s: math.inf for s in todo}
@@ -134,7 +134,7 @@ def train_one(cfg: dict, scheme: str, width: int, depth: int, seed: int, log2_lr
 
 
 def sweep(cfg: dict, arms: list[tuple[str, str, int, int]], checkpoints: tuple[int, ...] = (),
-          threads: int = 1) -> pd.DataFrame:
+          threads: int = 1, device: str = "cpu") -> pd.DataFrame:
     """One row per (arm, scheme, width, depth, seed, log₂ lr, step) with the validation loss. One torch thread by
     default: these matrices are too small to split, and on a shared machine a second thread's barrier waits cost
     up to 100× (measured on the loaded 2-core CPU)."""
@@ -142,13 +142,14 @@ def sweep(cfg: dict, arms: list[tuple[str, str, int, int]], checkpoints: tuple[i
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        rows = _sweep(cfg, arms, checkpoints)
+        rows = _sweep(cfg, arms, checkpoints, device)
     finally:
         torch.set_num_threads(before)
     return pd.DataFrame(rows)
 
 
-def _sweep(cfg: dict, arms: list[tuple[str, str, int, int]], checkpoints: tuple[int, ...]) -> list[dict[str, Any]]:
+def _sweep(cfg: dict, arms: list[tuple[str, str, int, int]], checkpoints: tuple[int, ...],
+           device: str) -> list[dict[str, Any]]:
     rows = []
     done: dict[tuple, dict[int, float]] = {}
     for arm, scheme, width, depth in arms:
@@ -158,7 +159,7 @@ def _sweep(cfg: dict, arms: list[tuple[str, str, int, int]], checkpoints: tuple[
             for lg in cfg["log2_lrs"]:
                 key = (same, width, depth, seed, lg)
                 if key not in done:
-                    done[key] = train_one(cfg, same, width, depth, seed, lg, checkpoints)
+                    done[key] = train_one(cfg, same, width, depth, seed, lg, checkpoints, device)
                 for step, v in done[key].items():
                     rows.append(dict(arm=arm, scheme=scheme, width=width, depth=depth, seed=seed, log2_lr=lg, step=step,
                                      loss=v))
@@ -233,7 +234,7 @@ def run(ctx: Context) -> None:
             "lr-transfer-lm: the base width and depth must be the smallest swept (μP is SP there)")
     t0, c0 = time.perf_counter(), time.process_time()
     half = cfg["steps"] // 2
-    table = sweep(cfg, arms(cfg), checkpoints=(half,))
+    table = sweep(cfg, arms(cfg), checkpoints=(half,), device=ctx.device)
     n_runs = len(table[table.step == cfg["steps"]].drop_duplicates(["scheme", "width", "depth", "seed", "log2_lr"]))
     ctx.note(f"trained {n_runs} runs in {time.perf_counter() - t0:.1f} s wall, {time.process_time() - c0:.1f} s CPU "
              "(1 torch thread; the CPU time is the wall time on a quiet machine)")
