@@ -28,7 +28,9 @@ QUICK = dict(n=200, d=4, shift=1, noise=0.1, data_seed=0, seeds=[0, 1, 2, 3],
              net=dict(h=256, scale=1e-6, lr=0.05, T=14.0, every=2),
              vicreg=dict(lr=0.01, T=8.0, every=5, inv=5.0, var=25.0, cov=1.0),
              control_scale=0.2)
-FULL = dict(QUICK, n=400, seeds=list(range(16)))
+# full: more seeds on the same pairs. (n = 400 pairs give γ₃/γ₄ = 1.03: steps 3 and 4 merge and the separated-mode
+# prediction fails — measured, docs/theory/ssl.md.)
+FULL = dict(QUICK, seeds=list(range(16)), net=dict(QUICK["net"], T=20.0))  # T = 14 ends before step 4 in 2 of 16 seeds
 HIGH, LOW = 0.5, 0.2  # a mode is learned above ½ and unlearned below 0.2 (plateau definition)
 
 
@@ -155,7 +157,7 @@ def net_claims(bt: dict, pred_times: np.ndarray, d: int, prefix: str = "") -> li
 
 @reproduction("ssl-stepwise", "Stepwise SSL: linear Barlow Twins vs its exact solution; the eigenvalue staircase in ReLU nets "
               "under Barlow Twins and VICReg on augmented digits; large init removes the steps",
-              quick=QUICK, full=FULL, runtime={"quick": "45–104 s at load 10–14 on a 2-core CPU (≈ 10 s quiet, 1 thread)", "full": "not measured (16 seeds, n = 400: ≈ 4× quick)"},
+              quick=QUICK, full=FULL, runtime={"quick": "45–104 s at load 10–14 on a 2-core CPU (≈ 10 s quiet, 1 thread)", "full": "149 s at load ≈ 10 on a 2-core CPU (1 thread)"},
               source=SOURCE, knobs={"net.scale": [1e-4, 1e-2], "seeds": [list(range(8))]},
               decisive=["linear-random-trajectory", "net-barlow-steps", "net-barlow-step-times", "net-vicreg-steps"])
 def run(ctx: Context) -> None:
