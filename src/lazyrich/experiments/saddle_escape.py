@@ -102,7 +102,7 @@ def run_claims(run: dict, cfg: dict, prefix: str = "") -> list[Claim]:
 
 @reproduction("saddle-escape", "Deep ReLU nets (L = 3–6) leave the origin saddle along the optimal escape direction: "
               "overlap, low-rank deeper layers, escape time ∝ ρ₀^−(L−2); large init as control",
-              quick=QUICK, full=FULL, runtime={"quick": "18–23 s at load 11–14 on a 2-core CPU (≈ 5 s quiet, 1 thread)", "full": "142–272 s at load ≈ 15 on a 2-core CPU (1 thread)"}, source=SOURCE,
+              quick=QUICK, full=FULL, runtime={"quick": "5.2 s CPU time, 1 thread (15–23 s wall at load 7–14 on a 2-core CPU)", "full": "142–272 s at load ≈ 15 on a 2-core CPU (1 thread)"}, source=SOURCE,
               knobs={"seeds": [list(range(8))], "q": [0.05, 0.3]},
               decisive=["escape-exponent-L3", "escape-exponent-L4", "escape-overlap-L3", "escape-overlap-L4",
                         "escape-low-rank-L3", "escape-low-rank-L4"])

@@ -157,7 +157,7 @@ def net_claims(bt: dict, pred_times: np.ndarray, d: int, prefix: str = "") -> li
 
 @reproduction("ssl-stepwise", "Stepwise SSL: linear Barlow Twins vs its exact solution; the eigenvalue staircase in ReLU nets "
               "under Barlow Twins and VICReg on augmented digits; large init removes the steps",
-              quick=QUICK, full=FULL, runtime={"quick": "45–104 s at load 10–14 on a 2-core CPU (≈ 10 s quiet, 1 thread)", "full": "149 s at load ≈ 10 on a 2-core CPU (1 thread)"},
+              quick=QUICK, full=FULL, runtime={"quick": "16 s CPU time, 1 thread (42–104 s wall at load 7–14 on a 2-core CPU)", "full": "149 s at load ≈ 10 on a 2-core CPU (1 thread)"},
               source=SOURCE, knobs={"net.scale": [1e-4, 1e-2], "seeds": [list(range(8))]},
               decisive=["linear-random-trajectory", "net-barlow-steps", "net-barlow-step-times", "net-vicreg-steps"])
 def run(ctx: Context) -> None:
