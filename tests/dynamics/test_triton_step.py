@@ -149,6 +149,20 @@ def test_unsupported_requests_say_what_to_use(monkeypatch):
         assert auto.diverged_step.tolist() == [-1] * 4
 
 
+@pytest.mark.parametrize("act", ["gelu"])
+def test_compiles_for_h100_with_the_requested_precision(act, monkeypatch):
+    """Ahead-of-time compilation for sm_90 with Triton's bundled ptxas (no GPU needed): a cubin in every
+    precision; fp32 ("ieee") uses no tensor-core instruction, tf32 does, and 3xtf32 issues about three
+    times as many (the hi·hi + hi·lo + lo·hi split) — the precision argument reaches the compiled code."""
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    mma = {}
+    for precision in triton_step.PRECISIONS:
+        out = triton_step.compile_for_gpu(h=50, d=10, act=act, precision=precision)
+        assert len(out.asm["cubin"]) > 0
+        mma[precision] = out.asm["ptx"].count("mma.sync")
+    assert mma["fp32"] == 0 and mma["tf32"] > 0 and 2 * mma["tf32"] <= mma["3xtf32"] <= 4 * mma["tf32"], mma
+
+
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (precision modes run on tensor cores)")
 
 

@@ -69,12 +69,12 @@ def two_layer_gd_step(W, A, X, Y, W_OUT, A_OUT, LOSS, MW, MA, LRW, LRA, WDW, WDA
     a_ptrs = e * C * h + offs_c[:, None] * h + offs_h[None, :]
     mask_w = mh[:, None] & md[None, :]
     mask_a = mc[:, None] & mh[None, :]
-    w = tl.load(W + w_ptrs, mask=mask_w, other=0.0)
-    a = tl.load(A + a_ptrs, mask=mask_a, other=0.0)
     mw = tl.load(MW + e)
     ma = tl.load(MA + e)
-    w_eff = w * mw  # multipliers on the small tensors, as dynamics.fused
-    a_eff = a * ma
+    # multipliers on the small tensors, as dynamics.fused; W itself is re-read for the update (from
+    # cache) rather than kept live through the loop beside ∇W: fewer registers
+    w_eff = tl.load(W + w_ptrs, mask=mask_w, other=0.0) * mw
+    a_eff = tl.load(A + a_ptrs, mask=mask_a, other=0.0) * ma
     grad_w = tl.full((BLOCK_H, BLOCK_D), 0.0, tl.float32)
     grad_a = tl.full((BLOCK_C, BLOCK_H), 0.0, tl.float32)
     sq = tl.full((BLOCK_N,), 0.0, tl.float32)
@@ -94,6 +94,8 @@ def two_layer_gd_step(W, A, X, Y, W_OUT, A_OUT, LOSS, MW, MA, LRW, LRA, WDW, WDA
         dz = _sum(g[:, :, None] * a_eff[None, :, :], axis=1) * der  # [BLOCK_N, BLOCK_H]
         grad_w += tl.dot(tl.trans(dz), x, input_precision=PRECISION)
     grad_w = grad_w * mw
+    w = tl.load(W + w_ptrs, mask=mask_w, other=0.0)
+    a = tl.load(A + a_ptrs, mask=mask_a, other=0.0)
     grad_a = grad_a * ma
     lr_w = tl.load(LRW + e) * factor
     lr_a = tl.load(LRA + e) * factor

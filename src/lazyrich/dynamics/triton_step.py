@@ -34,7 +34,7 @@ from ..models.mlp import Params
 
 PRECISIONS = {"fp32": "ieee", "tf32": "tf32", "3xtf32": "tf32x3"}
 DEFAULT_PRECISION = "fp32"
-BLOCK_N = 32  # samples per tile; ≥ 16 (tl.dot's minimum on tensor cores)
+BLOCK_N = 16  # samples per tile (tl.dot's minimum); sm_90 ptxas, d = 100, h = 50, 8 warps: tf32 no spills at 16, 256 B at 32
 
 _KERNELS: dict = {}
 
@@ -119,15 +119,41 @@ def two_layer_gd_step(params: Params, x: Tensor, y: Tensor, multipliers: dict[st
     w_out, a_out = torch.empty_like(w), torch.empty_like(a)
     loss = torch.empty(E, dtype=torch.float32, device=w.device)
     act_mask = active.to(torch.int8).contiguous() if active is not None else loss  # any pointer when unused
-    big = _block(h) * _block(d) >= 8192  # the ∇W accumulator lives in registers: more warps, fewer per thread
     k.two_layer_gd_step[(E,)](
         w, a, x, y, w_out, a_out, loss, vec["mw"], vec["ma"], vec["lrw"], vec["lra"], vec["wdw"], vec["wda"], act_mask,
         n, d, h, n * d if x.dim() == 3 else 0, n * c if y.dim() == 3 else 0, 2.0 * loss_scale / n, float(loss_scale),
         float(factor), C=c, ACT=k.ACT_CODES[act], SLOPE=LEAKY_SLOPE, PRECISION=PRECISIONS[precision],
         DECOUPLED=bool(decoupled), HAS_ACTIVE=active is not None,
         BLOCK_N=BLOCK_N, BLOCK_H=_block(h), BLOCK_D=_block(d), BLOCK_C=1 << (c - 1).bit_length(),
-        num_warps=8 if big else 4)
+        num_warps=_warps(h, d))
     return loss, {"W1": w_out, "W2": a_out}
+
+
+_ARGS = ("W", "A", "X", "Y", "W_OUT", "A_OUT", "LOSS", "MW", "MA", "LRW", "LRA", "WDW", "WDA", "ACTIVE", "n", "d", "h",
+         "stride_xe", "stride_ye", "grad_scale", "loss_scale", "factor")
+_TYPES = ("*fp32",) * 13 + ("*i8",) + ("i32",) * 5 + ("fp32",) * 3
+
+
+def compile_for_gpu(h: int, d: int, c: int = 1, act: str = "relu", precision: str = DEFAULT_PRECISION,
+                    arch: int = 90, active: bool = True) -> object:
+    """Compile the kernel ahead of time for CUDA compute capability `arch` (90: H100) without a GPU
+    (Triton's bundled ptxas): its PTX, cubin and metadata, for tests and inspection on CPU machines."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+    require(precision in PRECISIONS, f"precision={precision!r}: choose one of {', '.join(PRECISIONS)}")
+    k = _kernels()
+    require(not interpreting(), "compile_for_gpu needs the compiler: unset TRITON_INTERPRET")
+    consts = dict(C=c, ACT=k.ACT_CODES[check(act)], SLOPE=LEAKY_SLOPE, PRECISION=PRECISIONS[precision], DECOUPLED=False,
+                  HAS_ACTIVE=active, BLOCK_N=BLOCK_N, BLOCK_H=_block(h), BLOCK_D=_block(d), BLOCK_C=1 << (c - 1).bit_length())
+    sig = {**dict(zip(_ARGS, _TYPES)), **{name: "constexpr" for name in consts}}
+    names = list(sig)
+    src = ASTSource(fn=k.two_layer_gd_step, signature=sig, constexprs={(names.index(n),): v for n, v in consts.items()})
+    return triton.compile(src, target=GPUTarget("cuda", arch, 32), options={"num_warps": _warps(h, d)})
+
+
+def _warps(h: int, d: int) -> int:
+    return 8 if _block(h) * _block(d) >= 8192 else 4  # the ∇W accumulator lives in registers: more warps, fewer each
 
 
 def prepare(ens: object, decoupled: bool = False, precision: str = DEFAULT_PRECISION
@@ -146,4 +172,4 @@ def prepare(ens: object, decoupled: bool = False, precision: str = DEFAULT_PRECI
     return step
 
 
-__all__ = ["two_layer_gd_step", "prepare", "unsupported", "PRECISIONS", "DEFAULT_PRECISION", "NAMES"]
+__all__ = ["two_layer_gd_step", "prepare", "unsupported", "compile_for_gpu", "PRECISIONS", "DEFAULT_PRECISION", "NAMES"]
