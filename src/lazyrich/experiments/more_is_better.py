@@ -241,7 +241,8 @@ def _figure(ctx: Context, lam, v, noise, cfg, by_k, by_n, ridges, grid_o, test_o
     _points(ax[1], cfg["ns"], by_n, "C0", "simulation, tuned δ")
     ax[1].set(xscale="log", yscale="log", xlabel="samples n", title=f"k = {cfg['k_for_n']}")
     ob = cfg["obligatory"]
-    dd = np.linspace(grid_o.min(), ridges.max() * 0 + grid_o[grid_o > 0][len(grid_o[grid_o > 0]) // 2], 80)
+    pos = grid_o[grid_o > 0]
+    dd = np.linspace(grid_o.min(), pos[len(pos) // 2], 80)  # negative ridges up to the middle of the positive grid
     ax[2].plot(dd, [kt.eigenlearning(lo, vo, ob["n"], d).test_mse for d in dd], "k-", label="eigenlearning")
     m, se = np.nanmean(test_o, 0), np.nanstd(test_o, 0) / math.sqrt(test_o.shape[0])
     sel = grid_o <= dd.max()
