@@ -235,7 +235,9 @@ def _figure(ctx: Context, lam, v, noise, cfg, by_k, by_n, ridges, grid_o, test_o
                lw=0.8, label="theory, δ = 0")
     _points(ax[0], cfg["ks"], by_k, "C0", "simulation, tuned δ")
     _points(ax[0], cfg["ks"], ridgeless_k, "C3", "simulation, δ = 0")
-    ax[0].set(xscale="log", yscale="log", xlabel="features k", ylabel="test MSE", title=f"n = {n}")
+    top = max(float(np.nanmean(t, 0)[0]) for t, k in zip(ridgeless_k, cfg["ks"]) if k != n)
+    ax[0].set(xscale="log", yscale="log", xlabel="features k", ylabel="test MSE", title=f"n = {n} (ridgeless peak at k = n clipped)",
+              ylim=(None, 3 * top))
     nn = np.geomspace(min(cfg["ns"]), max(cfg["ns"]), 40)
     ax[1].plot(nn, [rf_optimal_ridge(lam, v, m, cfg["k_for_n"], noise)[1].test_mse for m in nn], "k-", label="theory, tuned δ")
     _points(ax[1], cfg["ns"], by_n, "C0", "simulation, tuned δ")
@@ -248,6 +250,7 @@ def _figure(ctx: Context, lam, v, noise, cfg, by_k, by_n, ridges, grid_o, test_o
     sel = grid_o <= dd.max()
     ax[2].errorbar(grid_o[sel], m[sel], 2 * se[sel], fmt="o", color="C0", ms=3, label="KRR simulation ± 2 SE")
     ax[2].axvline(0, color="grey", lw=0.6)
+    ax[2].set_ylim(0.9 * np.nanmin(m), 1.5 * np.nanmin(m))  # near the floor δ → δ_min the risk blows up (E₀ → ∞)
     ax[2].set(xlabel="ridge δ", ylabel="test MSE", title=f"α = {ob['alpha']:g}, β = {ob['beta']:g}: best δ < 0")
     a_d, b_d, lam_d, v_d = digits
     i = np.arange(1, lam_d.size + 1)
