@@ -145,8 +145,8 @@ def _deep_pass(params: Params, x: Tensor, xt: Tensor, yt: Tensor, mult: list[Ten
     w_eff = [params[f"W{l}"] if mult[l - 1] is None else params[f"W{l}"] * mult[l - 1] for l in range(1, depth + 1)]
     b = params.get("b1")  # a bias enters its GEMM as the added term (addmm/baddbmm): one pass, not two
     if x.dim() == 2:
-        z = (torch.mm(w_eff[0].view(E * h1, d), xt) if b is None else
-             torch.addmm(b.reshape(E * h1, 1), w_eff[0].view(E * h1, d), xt)).view(E, h1, n)  # one GEMM for all members
+        z = (torch.mm(w_eff[0].reshape(E * h1, d), xt) if b is None else
+             torch.addmm(b.reshape(E * h1, 1), w_eff[0].reshape(E * h1, d), xt)).view(E, h1, n)  # one GEMM for all members
     else:
         z = torch.bmm(w_eff[0], xt) if b is None else torch.baddbmm(b.unsqueeze(-1), w_eff[0], xt)
     hs, zs = [], []  # h_1..h_{L-1} ([E, n_l, n]); z_l only where σ' needs it (not relu: 1[h > 0])
