@@ -113,8 +113,8 @@ def train(ens: Ensemble, data: Data, steps: int, optimizer: OptimizerSpec | str 
     A member whose loss turns non-finite or exceeds `divergence` × its initial loss is frozen at its
     last parameters and flagged with that step; the others continue bitwise unaffected.
 
-    `kernel`: "auto" (default) is "fused" where it applies, else "batched". "fused" uses the two-layer
-    fast path of `dynamics.fused` (one GEMM across all members; two layers, no biases, not centred);
+    `kernel`: "auto" (default) is "fused" where it applies, else "batched". "fused" uses the
+    fast path of `dynamics.fused` (one GEMM across all members; any depth, biases, not centred);
     a member's numbers then agree across ensemble sizes to the last bits (docs/guarantees.md §6).
     "batched" computes one GEMM per member, so member e equals the same configuration run alone
     bitwise (any depth). Divergence is checked in bulk every `check_every` steps (one host sync);
