@@ -57,7 +57,7 @@ def _read(root: Path, files: tuple[str, ...]) -> list[bytes]:
 
 
 @dataclass(frozen=True)
-class Corpus:
+class ByteCorpus:
     """Training and validation bytes as uint8 tensors, and the files each came from."""
 
     train: Tensor
@@ -68,17 +68,17 @@ class Corpus:
 
 
 @lru_cache(maxsize=4)
-def _load(root: str) -> Corpus:
+def _load(root: str) -> ByteCorpus:
     data = _read(Path(root), FILES)
     is_val = [i % VAL_EVERY == VAL_EVERY - 1 for i in range(len(FILES))]
     pick = lambda v: [d for d, s in zip(data, is_val) if s == v]  # noqa: E731
     files = lambda v: tuple(f for f, s in zip(FILES, is_val) if s == v)  # noqa: E731
     tr, va = b"".join(pick(False)), b"".join(pick(True))
     as_tensor = lambda b: torch.frombuffer(bytearray(b), dtype=torch.uint8)  # noqa: E731
-    return Corpus(as_tensor(tr), as_tensor(va), files(False), files(True), hashlib.sha256(tr + va).hexdigest())
+    return ByteCorpus(as_tensor(tr), as_tensor(va), files(False), files(True), hashlib.sha256(tr + va).hexdigest())
 
 
-def stdlib_corpus(root: str | Path | None = None) -> Corpus:
+def stdlib_corpus(root: str | Path | None = None) -> ByteCorpus:
     """The corpus from `root` (default: this interpreter's standard library); cached per root."""
     return _load(str(Path(root) if root is not None else stdlib_root()))
 
