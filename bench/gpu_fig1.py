@@ -13,9 +13,12 @@ peaks measured in the same run with square matmuls):
   triton/MODE   lazyrich.train(kernel="triton", precision=MODE), MODE in fp32, tf32, 3xtf32
 Error rows: a subset of Fig. 1 members (τ × δ corners and middle, lr = lr0/τ²) trained in float64
 (kernel="fused", the reference) and in float32 by `fused` and each triton mode; at every checkpoint
-the largest relative loss error, absolute kernel-distance error and δ_k error relative to the member's
+the largest relative loss error (and loss error / initial loss), absolute kernel-distance error and δ_k error relative to the member's
 largest |δ_k| (δ_k = a_k² − ‖w_k‖², lr-weighted; conserved by gradient flow, so its drift under GD,
 reported for float64 itself, is the discretization scale the float32 errors compare against).
+On CPU, emulated rows add the modes' input rounding in a written-out float32 loop (TF32 = 10-bit mantissa,
+round to nearest even; 3xtf32 = hi·hi + hi·lo + lo·hi) vs the same loop in float64: an estimate of the
+modes' error, not a GPU measurement (tensor cores also differ in accumulation order).
 FLOP per config-step: 4·n·d·h (the two big products), as bench/sweep_throughput.py's dominant term.
 Every row is written to OUT/rates.jsonl or OUT/errors.jsonl as soon as it is measured (a killed run
 keeps what it measured); a failing row (e.g. torch.compile without a C++ compiler) is reported, not fatal.
@@ -224,6 +227,8 @@ def _errors(got, ref) -> dict[str, float]:
         scale = r.abs() if name == "loss" else r.abs().groupby(level="member").transform("max") if name == "delta_k" else 1.0
         err = (g - r).abs() / scale
         out[col] = float(err.max())
+        if name == "loss":  # near fp32's resolution of f the relative error grows: also against the initial loss
+            out["loss_err_vs_init"] = float(((g - r).abs() / r.groupby(level="member").transform("first")).max())
     return out
 
 
@@ -235,19 +240,87 @@ def _drift(values) -> dict[str, float]:
     return {"delta_k_drift": float(((dk - first).abs() / scale).max())}
 
 
+def _tf32(t):
+    """Round float32 to TF32 (10-bit mantissa, round to nearest even), as tensor cores read their inputs."""
+    import torch
+    bits = t.contiguous().view(torch.int32)
+    rounded = (bits + (((bits >> 13) & 1) + 0xFFF)) & ~0x1FFF
+    return torch.where(torch.isfinite(t), rounded.view(torch.float32), t)
+
+
+def _product(mode: str):
+    """a @ b as the mode computes it: float32/float64 plain; tf32 inputs rounded; 3xtf32 hi·hi + hi·lo + lo·hi."""
+    if mode == "tf32":
+        return lambda a, b: _tf32(a) @ _tf32(b)
+    if mode == "3xtf32":
+        def three(a, b):
+            a_hi, b_hi = _tf32(a), _tf32(b)
+            a_lo, b_lo = _tf32(a - a_hi), _tf32(b - b_hi)
+            return a_hi @ b_lo + a_lo @ b_hi + a_hi @ b_hi  # small terms first, as the compensated kernels do
+        return three
+    return lambda a, b: a @ b
+
+
+def emulated_rows(cfg: dict, emit) -> None:
+    """CPU emulation of the precision modes' input rounding (not the GPU's accumulation order): the Fig. 1
+    GD step written out (ReLU, c = 1, shared x), its two big products in each mode, against the same loop
+    in float64; loss and δ_k = a_k² − ‖w_k‖² errors at the checkpoints."""
+    import torch
+    d, h, n, E, steps = cfg["d"], cfg["h"], cfg["n"], cfg["err_members"], cfg["err_steps"]
+    ens, data = _setup(d, h, n, E, "cpu", torch.float64)
+    checkpoints = sorted({0, *cfg["checkpoints"], steps})
+    traj = {}
+    for mode in ("float64", "float32", "tf32", "3xtf32"):
+        dtype = torch.float64 if mode == "float64" else torch.float32
+        mm = _product("float" if mode.startswith("float") else mode)
+        w, a = ens.params["W1"].to(dtype).clone(), ens.params["W2"].to(dtype).clone()
+        x, yt = data.x.to(dtype), data.y.T.to(dtype)
+        m_w, m_a = (torch.as_tensor(ens.multipliers.get(k, 1.0), dtype=dtype).reshape(-1, 1, 1) for k in ("W1", "W2"))
+        lr_w, lr_a = (ens.lr[k].to(dtype).reshape(-1, 1, 1) for k in ("W1", "W2"))
+        out, start = [], time.perf_counter()
+        for k in range(steps + 1):
+            w_eff, a_eff = w * m_w, a * m_a
+            z = mm(w_eff.reshape(E * h, d), x.T).reshape(E, h, n)
+            hid = torch.relu(z)
+            r = torch.bmm(a_eff, hid) - yt
+            if k in checkpoints:
+                out.append((r.pow(2).mean((1, 2)) * ens.loss_scale, a[:, 0, :] ** 2 - w.pow(2).sum(-1)))
+            if k == steps:
+                break
+            g = r * (2 * ens.loss_scale / n)
+            grad_a = torch.bmm(g, hid.transpose(1, 2)) * m_a
+            dz = torch.bmm(a_eff.transpose(1, 2), g) * (z > 0)
+            grad_w = mm(dz.reshape(E * h, n), x).reshape(E, h, d) * m_w
+            w, a = w - lr_w * grad_w, a - lr_a * grad_a
+        traj[mode] = [(lo.double(), dk.double()) for lo, dk in out]
+        row = dict(engine=f"emulated {mode} (CPU)", steps=steps, members=E, seconds=time.perf_counter() - start)
+        ref = traj["float64"]
+        dk0 = ref[0][1].abs().amax(-1)
+        row["delta_k_drift"] = max(float(((dk - ref[0][1]).abs().amax(-1) / dk0).max()) for _, dk in traj[mode])
+        if mode != "float64":
+            row["loss_rel_err"] = max(float(((lo - lr_) / lr_).abs().max()) for (lo, _), (lr_, _) in zip(traj[mode], ref))
+            row["loss_err_vs_init"] = max(float(((lo - lr_) / ref[0][0]).abs().max()) for (lo, _), (lr_, _) in zip(traj[mode], ref))
+            row["delta_k_rel_err"] = max(float(((dk - dr).abs().amax(-1) / dk0).max()) for (_, dk), (_, dr) in zip(traj[mode], ref))
+        emit("errors", row)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", choices=("cpu", "cuda"), default="cuda")
     p.add_argument("--size", choices=tuple(SIZES), default="gpu")
     p.add_argument("--out", default="gpu_out/gpu_fig1")
-    p.add_argument("--skip", default="", help="comma-separated sections to skip: speed, errors")
+    p.add_argument("--skip", default="", help="comma-separated sections to skip: speed, errors, emulated")
+    p.add_argument("--err-steps", type=int, default=None, help="steps of the error runs (default: the size's)")
     args = p.parse_args()
     if args.device == "cpu":
         os.environ.setdefault("TRITON_INTERPRET", "1")  # before triton is imported
     import torch
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("gpu_fig1.py: --device cuda but no CUDA device is visible: use --device cpu --size tiny")
-    cfg, out = SIZES[args.size], Path(args.out)
+    cfg, out = dict(SIZES[args.size]), Path(args.out)
+    if args.err_steps is not None:
+        cfg["err_steps"] = args.err_steps
+        cfg["checkpoints"] = [k for k in (10, 100, 1_000, 10_000, 100_000) if k < args.err_steps]
     out.mkdir(parents=True, exist_ok=True)
     for name in ("rates", "errors"):
         (out / f"{name}.jsonl").write_text("")
@@ -268,6 +341,8 @@ def main() -> None:
         error_rows(cfg, args.device, emit)
     if "speed" not in skip:
         speed_rows(cfg, args.device, peaks, emit)
+    if "emulated" not in skip and args.device == "cpu":  # on a GPU the modes themselves are measured above
+        emulated_rows(cfg, emit)
     print(f"\n{name}, torch {torch.__version__}, size {args.size}")
     for line in (out / "rates.jsonl").read_text().splitlines():
         r = json.loads(line)
@@ -278,7 +353,8 @@ def main() -> None:
             print(f"{r['shape']:6} {r['method']:14} failed: {r['error']}")
     for line in (out / "errors.jsonl").read_text().splitlines():
         r = json.loads(line)
-        vals = "  ".join(f"{k} {r[k]:.2e}" for k in ("loss_rel_err", "kernel_distance_abs_err", "delta_k_rel_err", "delta_k_drift")
+        vals = "  ".join(f"{k} {r[k]:.2e}" for k in ("loss_rel_err", "loss_err_vs_init", "kernel_distance_abs_err", "delta_k_rel_err",
+                                                    "delta_k_drift")
                          if k in r)
         print(f"{r['engine']:26} {r['steps']} steps: {vals}{'  failed: ' + r['error'] if 'error' in r else ''}")
 

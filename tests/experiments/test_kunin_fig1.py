@@ -90,6 +90,10 @@ def test_gpu_session_runs_its_tiny_size(tmp_path):
     errors = {r["engine"]: r for r in map(json.loads, (fig1 / "errors.jsonl").read_text().splitlines())}
     for mode in ("fp32", "tf32", "3xtf32"):  # the interpreter computes fp32 in every mode: fp32 rounding only
         assert errors[f"triton/{mode}"]["loss_rel_err"] < 1e-5 and errors[f"triton/{mode}"]["delta_k_rel_err"] < 1e-5
+    # the written-out emulation loop is the library's dynamics: the same float64 δ_k drift as lazyrich.train
+    assert abs(errors["emulated float64 (CPU)"]["delta_k_drift"] / errors["float64 fused (reference)"]["delta_k_drift"] - 1) < 1e-9
+    emulated = {mode: errors[f"emulated {mode} (CPU)"]["loss_rel_err"] for mode in ("float32", "tf32", "3xtf32")}
+    assert emulated["tf32"] > 10 * max(emulated["float32"], emulated["3xtf32"]), emulated  # 2⁻¹¹ rounding vs fp32
     assert "summary (tiny, cpu" in p.stdout and "triton/3xtf32" in p.stdout
     bad = subprocess.run(["bash", "bench/gpu_session.sh", "--size", "huge"], cwd=root, env=env, capture_output=True, text=True)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "gpu, cpu or tiny" in bad.stderr
