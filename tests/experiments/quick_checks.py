@@ -14,7 +14,8 @@ from lazyrich.experiments.base import COMPARISONS, METHODS, PROVENANCE
 # changing verdict (pass → inconclusive, inconclusive → fail, ...) turns CI red
 KNOWN_VERDICTS: dict[str, dict[str, str]] = {
     "fact": {"rfm-fixed-point": "fail",                  # FACT-RFM fixed point T6.4: sym FACT is indefinite
-             # 8 (set, split) pairs; the measured spread asks for 25 and 19 (seeds_needed, Student t)
+             # 8 (set, split) pairs; their spread asks for 25 and 19 (Student t). 16 pairs pass and 24 do not
+             # (the --sensitivity map): more pairs do not settle them, so the quick size keeps 8
              "rfm-fact-vs-laplace": "inconclusive", "rfm-fact-vs-nfa": "inconclusive"},
     # 3 seeds: median speed-up 0.28 [0.21, 0.61] straddles 1/3; 3/3 grok gives [0.29, 1] (6/6 would pass);
     # the downstream control's majority claim is undecided the same way. Power (issue 23): the α = 1 grok ÷ fit

@@ -154,7 +154,7 @@ def _claims(prefix: str, res: float, corr_gap: np.ndarray, tol: float, cfg: dict
 @reproduction("fact", "FACT residual vanishes at convergence with weight decay (not without); FACT vs AGOP "
               "correlation; FACT-RFM vs NFA-RFM vs Laplace kernel on tabular data",
               quick=QUICK, full=FULL, runtime={"quick": "10 s (1 thread)", "full": "10.5 min CPU (1 thread, measured)"},
-              source=SOURCE, knobs={"n": [32, 128], "rfm.splits": [[0, 1, 2, 3]]},
+              source=SOURCE, knobs={"n": [32, 128], "rfm.splits": [[0, 1, 2, 3], [0, 1, 2, 3, 4, 5]]},
               decisive=["residual", "corr-fact-vs-agop", "rfm-fact-vs-laplace", "rfm-fact-vs-nfa"])
 def run(ctx: Context) -> None:
     cfg = ctx.cfg
