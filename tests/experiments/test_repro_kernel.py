@@ -12,21 +12,13 @@ from lazyrich.experiments import more_is_better as mib
 from lazyrich.experiments.base import get
 from lazyrich.theory import kernel as kt
 
-from . import quick_checks
 from .quick_checks import check_quick_outcome
-
-# measured at quick size (256 draws): the exponential spectrum's ridgeless risk is heavy-tailed (E₀ ≈ 20 at n = 160),
-# its cost curve's max relative error 0.062 has the 95 % interval [0.045, 0.127], straddling the 0.1 tolerance
-PINNED = {"cost-of-overfitting": {"cost-curve-exponential": "inconclusive"}}
-
 
 @pytest.mark.quick_repro
 @pytest.mark.parametrize("name", ["more-is-better", "cost-of-overfitting"])
-def test_quick_run(name, quick_outcomes, monkeypatch):
+def test_quick_run(name, quick_outcomes):
     torch.set_num_threads(1)
-    if name in PINNED and name not in quick_checks.KNOWN_VERDICTS:  # until the shared table pins it
-        monkeypatch.setitem(quick_checks.KNOWN_VERDICTS, name, PINNED[name])
-    check_quick_outcome(quick_outcomes(name))
+    check_quick_outcome(quick_outcomes(name))  # cost-curve-exponential's pinned verdict: quick_checks.KNOWN_VERDICTS
 
 
 def test_registered_with_sizes_and_knobs():

@@ -3,7 +3,6 @@ the parabola optimum on an exact quadratic, per-seed shifts, μP relative to the
 and the shared base cell (at the base width and depth every scheme is SP)."""
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
@@ -16,26 +15,12 @@ from lazyrich.experiments.base import get
 from lazyrich.usermodels import inspect, param_groups
 from lazyrich.usermodels.hf import logits
 
-from .quick_checks import KNOWN_VERDICTS, check_claim, check_quick_outcome
-
-# measured at quick size (5 seeds, 25 steps; docs/usermodels.md): μP without a depth rule does not drift from
-# depth 2 to 8 at width 16 (its shift's interval lies inside ±1), so that control cannot fail its claim there
-QUICK_VERDICTS = {"control-mup-depth": "fail"}
-
+from .quick_checks import check_quick_outcome
 
 @pytest.mark.quick_repro
 def test_quick_run(quick_outcomes):
     outcome = quick_outcomes("lr-transfer-lm")
-    if "lr-transfer-lm" in KNOWN_VERDICTS:
-        check_quick_outcome(outcome)
-    else:  # until docs/reproductions.md and quick_checks pin it: the same checks, pinned here
-        got = {cid: v for cid, v in outcome.verdicts.items() if v != "pass" or cid in QUICK_VERDICTS}
-        assert got == QUICK_VERDICTS, got
-        assert outcome.exit_code == 1  # a failing claim (the pinned control) makes the exit code 1
-        doc = json.loads((outcome.out / "claims.json").read_text())
-        assert doc["experiment"] == "lr-transfer-lm" and doc["size"] == "quick"
-        for c in doc["claims"]:
-            check_claim(c)
+    check_quick_outcome(outcome)  # the depth control's pinned fail lives in quick_checks.KNOWN_VERDICTS
     opt = pd.read_csv(outcome.out / "optima.csv")
     assert opt.bracketed.all() and (outcome.out / "lr_curves.png").exists()
     sp = opt[opt.arm == "sp-width"].pivot(index="seed", columns="width", values="log2_lr_opt")

@@ -3,7 +3,6 @@ through torch.distributed.checkpoint: same outputs and the same first AdamW step
 model (float64, so the tolerances are rounding), and the plan restored from a checkpoint."""
 from __future__ import annotations
 
-import copy
 import os
 import queue
 import socket

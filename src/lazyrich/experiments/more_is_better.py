@@ -21,7 +21,7 @@ import torch
 from ..errors import LazyrichError
 from ..theory import kernel as kt
 from ..theory.random_features import rf_optimal_ridge, rf_risk
-from .base import Claim, Context, ordering, over_resamples, reproduction
+from .base import Claim, Context, ordering, reproduction
 
 SOURCE = "Simon, Karkada, Ghosh & Belkin 2023 (arXiv 2311.14646) §4 (more features and data are better), §5 (power laws)"
 QUICK = dict(alpha=1.5, beta=1.5, modes=300, noise=0.05, draws=192, n=40, ks=[10, 20, 40, 80, 160], ns=[10, 20, 40, 80, 160],
@@ -193,7 +193,7 @@ def run(ctx: Context) -> None:
                        "(training error ≪ test error at the optimum: overfitting is obligatory; threshold inferred)",
                        SOURCE, "inferred", dg["draws"], lambda idx: _fit_ratio(krr_d, krr_tr, idx), 0.0, 0.1, "at_most")
     th_d = kt.optimal_ridge(lam_d, v_d, dg["n"], allow_negative=False)[1].test_mse
-    ctx.over_resamples("digits-theory", f"digits NTK: eigenframework's optimally-ridged KRR test MSE from the pool "
+    ctx.over_resamples("digits-theory", "digits NTK: eigenframework's optimally-ridged KRR test MSE from the pool "
                        "eigensystem within 15 % of the simulation (relative; real features are not Gaussian)", SOURCE,
                        "derived", dg["draws"], lambda idx: abs(tuned(krr_d, idx) / th_d - 1), 0.0, 0.15, "at_most")
     # negative controls: the same pipeline with the decisive ingredient switched

@@ -92,7 +92,7 @@ def net_runs(a: np.ndarray, b: np.ndarray, cfg: dict, d: int, seeds: list[int], 
              vic: dict | None = None) -> dict:
     """Two-layer ReLU nets (one per seed, batched) trained by full-batch GD on Barlow Twins or VICReg."""
     c = cfg if vic is None else dict(cfg, **vic)
-    h, S, n = cfg["h"], len(seeds), len(a)
+    h, n = cfg["h"], len(a)
     W1 = np.stack([np.random.default_rng(2000 + s).normal(size=(h, 64)) * np.sqrt(2 / 64) for s in seeds])
     W2 = np.stack([scale * np.random.default_rng(3000 + s).normal(size=(d, h)) for s in seeds])
     A, B = torch.tensor(a), torch.tensor(b)
