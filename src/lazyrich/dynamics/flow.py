@@ -5,7 +5,8 @@ The error norm is the max over members of each member's RMS error ratio, so a sh
 every member's tolerance. A member whose loss turns non-finite or exceeds the divergence bound is
 frozen (zero velocity) and flagged with the time at which that happened.
 
-Cost: one batched gradient per stage (13 per dopri8 step). Non-smooth activations (ReLU) shrink
+Cost: one gradient per stage (13 per dopri8 step; ≈ 58 per accepted step with ReLU, whose kinks reject
+steps), by the fused pass where it applies (`kernel`, as in `train`). Non-smooth activations (ReLU) shrink
 steps at every gate flip, and a gate that slides along its kink (Filippov sliding) stalls the solver
 (`max_steps` then raises a clear error); GD with a small learning rate is the practical flow there.
 """
@@ -21,6 +22,7 @@ from ..ensemble import Ensemble
 from ..errors import LazyrichError, require
 from ..observe.base import Data, Observer, State, make
 from ..records import Recorder
+from . import fused
 from .train import DIVERGENCE_FACTOR, Run, loss_and_grads
 
 
@@ -39,9 +41,11 @@ def _unpack(y: Tensor, like: dict[str, Tensor]) -> dict[str, Tensor]:
 
 def flow(ens: Ensemble, data: Data, times: Sequence[float], observers: Iterable[str | Observer] = ("loss", "conserved"),
          rtol: float = 1e-10, atol: float = 1e-12, method: str = "dopri8", divergence: float = DIVERGENCE_FACTOR,
-         max_steps: int = 1_000_000) -> Run:
+         max_steps: int = 1_000_000, kernel: str = "auto") -> Run:
     """Integrate gradient flow and record observers at `times` (ascending, starting at 0).
-    The record's `step` column is the index of the recorded time."""
+    The record's `step` column is the index of the recorded time. `kernel` as in `train`: "auto" (default)
+    evaluates the right-hand side by the fused pass where it applies (any MLP, not centred), "batched"
+    per member (bitwise independent of the other members); they agree to rounding."""
     from torchdiffeq import odeint  # imported here: it costs ~0.5 s at every CLI start
 
     dev = ens.base_lr.device
@@ -52,8 +56,15 @@ def flow(ens: Ensemble, data: Data, times: Sequence[float], observers: Iterable[
     E = ens.size
     frozen = torch.zeros(E, dtype=torch.bool, device=dev)
     frozen_at = torch.full((E,), -1.0, dtype=torch.float64, device=dev)  # on the device: no host sync per stage
+    require(kernel in ("auto", "batched", "fused"),
+            f"kernel={kernel!r}: choose 'auto' (default), 'batched' (bitwise per member) or 'fused' (one pass over members)")
+    require(kernel != "fused" or fused.supports(ens, data.x), "kernel='fused' needs an MLP ensemble that is not centred: "
+            "use kernel='auto' or 'batched'")
     active_all = torch.ones(E, dtype=torch.bool, device=dev)
     loss0, _ = loss_and_grads(ens, ens.params, data.x, data.y, active_all)
+    use_fused = kernel != "batched" and fused.supports(ens, data.x)
+    grads_of = fused.prepare(ens, data.x, data.y) if use_fused else loss_and_grads
+    every = None if use_fused else active_all  # the fused pass skips its masking when all members are active
     bound = divergence * torch.clamp(loss0, min=1e-8)
 
     rate = {k: rates[k].reshape(-1, *[1] * (v.dim() - 1)) for k, v in ens.params.items()}  # shaped once
@@ -62,7 +73,9 @@ def flow(ens: Ensemble, data: Data, times: Sequence[float], observers: Iterable[
 
     def rhs(tt: Tensor, y: Tensor) -> Tensor:
         p = _unpack(y, ens.params)
-        loss, g = loss_and_grads(ens, p, data.x, data.y, active_all)
+        if use_fused:  # the fused pass views each member block as one matrix: slices of y are not contiguous
+            p = {k: v.contiguous() for k, v in p.items()}
+        loss, g = grads_of(ens, p, data.x, data.y, every)
         bad = ~torch.isfinite(loss) | (loss > bound)
         new = bad & ~frozen
         frozen_at.copy_(torch.where(new, tt.to(frozen_at.dtype), frozen_at))

@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 
 # Bump when a change of lazyrich changes stored numbers on purpose: resumes of older runs are then
 # refused instead of mixing members computed by both versions.
-# 2: deep and biased nets moved from the batched kernel to the fused pass (issue 22): last bits changed.
+# 2: deep and biased nets moved from the batched kernel to the fused pass, and gradient flow evaluates its
+#    right-hand side by the fused pass (issue 22): last bits changed.
 RESULTS_VERSION = 2
 
 # spec fields that do not change any member's numbers
