@@ -23,6 +23,8 @@ from lazyrich.sweep.identity import member_digests
 from lazyrich.sweep.search import run_search, search_trials
 from lazyrich.sweep.search_spec import search_from_dict
 
+from .test_cli import _main  # the CLI driven in-process: exit code, stdout, stderr
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -195,19 +197,6 @@ def test_bad_search_specs_are_one_line_errors(change, key):
         search_from_dict(tiny_search(**change), "f.yaml")
     line = str(info.value)
     assert "\n" not in line and line.startswith(f"f.yaml: {key}") and line.endswith("(nothing was run)"), line
-
-
-def _main(monkeypatch, capsys, *args) -> tuple[int, str, str]:
-    from lazyrich import cli
-
-    monkeypatch.setattr(sys, "argv", ["lazyrich", *map(str, args)])
-    try:
-        cli.main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_cli_runs_a_search_file_and_resumes_it(tmp_path, monkeypatch, capsys):

@@ -69,6 +69,24 @@ RUN_COLUMNS = ["run_id", "name", "spec_digest", "config", "code_version", "devic
                "n_chunks", "status", "started_at", "ended_at", "host", "members_digest"]
 
 
+
+def _insert_chunk(con: "duckdb.DuckDBPyConnection", run_id: str, chunk: int, members: "pd.DataFrame",
+                  records: "pd.DataFrame", wall_s: float, worker: str, code: str, digest: str | None) -> None:
+    """One chunk's members, records and chunk row, inside the caller's transaction (the caller commits)."""
+    con.register("_members", members[MEMBER_COLUMNS])
+    con.register("_records", records)
+    try:
+        cols = ", ".join(f'"{c}"' for c in MEMBER_COLUMNS)
+        con.execute(f"INSERT INTO members (run_id, {cols}) SELECT ?, {cols} FROM _members", [run_id])
+        con.execute('INSERT INTO records SELECT ?, member, step, time, observable, layer, "index", value '
+                    "FROM _records", [run_id])
+        con.execute("INSERT INTO chunks (run_id, chunk, n_members, wall_s, worker, code, finished_at, digest) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [run_id, chunk, len(members), wall_s, worker, code, _now(), digest])
+    finally:
+        with contextlib.suppress(duckdb.Error, KeyError):
+            con.unregister("_members")
+            con.unregister("_records")
+
 class StoreBusy(LazyrichError):
     """Another process holds the store longer than the busy timeout."""
 
@@ -254,25 +272,13 @@ class Store:
                             raise LazyrichError(f"chunk {chunk} of run {run_id} is stored with other members than "
                                                 "this process planned; start a new run (drop --resume)")
                         continue
-                    con.register("_members", members[MEMBER_COLUMNS])
-                    con.register("_records", records)
-                    cols = ", ".join(f'"{c}"' for c in MEMBER_COLUMNS)
-                    con.execute(f"INSERT INTO members (run_id, {cols}) SELECT ?, {cols} FROM _members", [run_id])
-                    con.execute('INSERT INTO records SELECT ?, member, step, time, observable, layer, "index", value '
-                                "FROM _records", [run_id])
-                    con.execute("INSERT INTO chunks (run_id, chunk, n_members, wall_s, worker, code, finished_at, digest) "
-                                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                                [run_id, chunk, len(members), wall_s, worker, code, _now(), digest])
+                    _insert_chunk(con, run_id, chunk, members, records, wall_s, worker, code, digest)
                     con.commit()
                     written += 1
                 except BaseException:
                     with contextlib.suppress(duckdb.Error):
                         con.rollback()
                     raise
-                finally:
-                    with contextlib.suppress(duckdb.Error, KeyError):
-                        con.unregister("_members")
-                        con.unregister("_records")
         return written
 
     # ------------------------------------------------------------ search batches
@@ -288,17 +294,7 @@ class Store:
                     con.rollback()
                     return False
                 for chunk, members, records, wall_s, worker, code, digest in items:
-                    con.register("_members", members[MEMBER_COLUMNS])
-                    con.register("_records", records)
-                    cols = ", ".join(f'"{c}"' for c in MEMBER_COLUMNS)
-                    con.execute(f"INSERT INTO members (run_id, {cols}) SELECT ?, {cols} FROM _members", [run_id])
-                    con.execute('INSERT INTO records SELECT ?, member, step, time, observable, layer, "index", value '
-                                "FROM _records", [run_id])
-                    con.execute("INSERT INTO chunks (run_id, chunk, n_members, wall_s, worker, code, finished_at, digest) "
-                                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                                [run_id, chunk, len(members), wall_s, worker, code, _now(), digest])
-                    con.unregister("_members")
-                    con.unregister("_records")
+                    _insert_chunk(con, run_id, chunk, members, records, wall_s, worker, code, digest)
                 con.register("_trials", trials[TRIAL_COLUMNS])
                 con.execute(f"INSERT INTO trials SELECT ?, {', '.join(TRIAL_COLUMNS)} FROM _trials", [run_id])
                 con.commit()

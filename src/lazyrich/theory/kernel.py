@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Callable, Literal
 
 import numpy as np
 
@@ -165,6 +165,21 @@ def kernel_eigensystem(K_pool: np.ndarray, y_pool: np.ndarray, basis: bool = Fal
     return (lam, v, U * math.sqrt(N)) if basis else (lam, v)
 
 
+def scan_then_golden(f: Callable[[float], float], xs: np.ndarray, iters: int) -> float:
+    """argmin of f: the best point of the scan `xs`, refined by `iters` golden-section steps on its bracket
+    (f may have several local minima over the whole range, so the scan picks the basin first)."""
+    i = int(np.argmin([f(x) for x in xs]))
+    a, b = xs[max(i - 1, 0)], xs[min(i + 1, len(xs) - 1)]
+    g = (math.sqrt(5) - 1) / 2
+    for _ in range(iters):
+        c, d = b - g * (b - a), a + g * (b - a)
+        if f(c) < f(d):
+            b = d
+        else:
+            a = c
+    return 0.5 * (a + b)
+
+
 def optimal_ridge(eigenvalues: np.ndarray, coefficients: np.ndarray, n: float, noise: float = 0.0,
                   allow_negative: bool = True, grid: int = 400) -> tuple[float, KRRPrediction]:
     """(δ*, prediction at δ*) minimizing the predicted test MSE over the ridge — over all δ on the physical branch
@@ -180,21 +195,9 @@ def optimal_ridge(eigenvalues: np.ndarray, coefficients: np.ndarray, n: float, n
     hi = max(float(lam.sum()) / n, float(lam.max())) * 1e4
 
     def risk(logk: float) -> float:
-        k = math.exp(logk)
-        return _predict(lam, v2, n, k, 0.0, noise + lost).test_mse
+        return _predict(lam, v2, n, math.exp(logk), 0.0, noise + lost).test_mse
 
-    xs = np.linspace(math.log(lo), math.log(hi), grid)
-    rs = np.array([risk(x) for x in xs])
-    i = int(np.argmin(rs))
-    a, b = xs[max(i - 1, 0)], xs[min(i + 1, grid - 1)]
-    g = (math.sqrt(5) - 1) / 2
-    for _ in range(100):
-        c, d = b - g * (b - a), a + g * (b - a)
-        if risk(c) < risk(d):
-            b = d
-        else:
-            a = c
-    kappa = math.exp(0.5 * (a + b))
+    kappa = math.exp(scan_then_golden(risk, np.linspace(math.log(lo), math.log(hi), grid), 100))
     if not allow_negative and kappa <= k0 * (1 + 1e-9):
         kappa = k0
     delta = kappa * (n - df1(lam, kappa))

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import require
-from .kernel import df1, df2
+from .kernel import df1, df2, scan_then_golden
 
 _BISECT = 80  # halvings of a ≤ 130-wide log bracket: 1e-22 relative
 
@@ -120,17 +120,7 @@ def rf_optimal_ridge(eigenvalues: np.ndarray, coefficients: np.ndarray, n: float
 
     def risk(x: float) -> float:
         return rf_risk(eigenvalues, coefficients, n, k, math.exp(x), noise).test_mse
-    rs = np.array([risk(x) for x in xs])
-    i = int(np.argmin(rs))
-    a, b = xs[max(i - 1, 0)], xs[min(i + 1, grid - 1)]
-    g = (math.sqrt(5) - 1) / 2
-    for _ in range(60):
-        c, d = b - g * (b - a), a + g * (b - a)
-        if risk(c) < risk(d):
-            b = d
-        else:
-            a = c
-    best = math.exp(0.5 * (a + b))
+    best = math.exp(scan_then_golden(risk, xs, 60))
     p = rf_risk(eigenvalues, coefficients, n, k, best, noise)
     if k != n:
         p0 = rf_risk(eigenvalues, coefficients, n, k, 0.0, noise)
