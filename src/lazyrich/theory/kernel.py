@@ -64,7 +64,8 @@ def df2(lam: np.ndarray, kappa: float) -> float:
     return float(np.sum((lam / (lam + kappa)) ** 2))
 
 
-def _bisect_log(f, lo: float, hi: float) -> float:  # noqa: ANN001 - f: float -> float, decreasing, f(lo) > 0 > f(hi)
+def bisect_log(f: Callable[[float], float], lo: float, hi: float) -> float:
+    """The root of f (decreasing, f(lo) > 0 > f(hi)) by bisection in log x."""
     a, b = math.log(lo), math.log(hi)
     for _ in range(_BISECT):
         m = 0.5 * (a + b)
@@ -81,7 +82,7 @@ def critical_kappa(eigenvalues: np.ndarray, n: float) -> float:
     lam = _check(eigenvalues, n)
     if lam.size <= n:
         return 0.0
-    return _bisect_log(lambda k: df2(lam, k) - n, float(lam.min()) * 1e-12, float(lam.max()) * max(lam.size, 1.0))
+    return bisect_log(lambda k: df2(lam, k) - n, float(lam.min()) * 1e-12, float(lam.max()) * max(lam.size, 1.0))
 
 
 def effective_ridge(eigenvalues: np.ndarray, n: float, ridge: float = 0.0) -> float:
@@ -99,12 +100,12 @@ def effective_ridge(eigenvalues: np.ndarray, n: float, ridge: float = 0.0) -> fl
         while df1(lam, lo) + ridge / lo <= n:
             lo *= 1e-3
             require(lo > 1e-300, "could not bracket κ: the spectrum is degenerate (all eigenvalues ~ 0?)")
-        return _bisect_log(lambda k: df1(lam, k) + ridge / k - n, lo, hi)
+        return bisect_log(lambda k: df1(lam, k) + ridge / k - n, lo, hi)
     kc = critical_kappa(lam, n)  # δ(κ) = κ(n − df1) is increasing for κ > κ_c: the root is there
     require(kc > 0 and kc * (n - df1(lam, kc)) < ridge,
             f"ridge = {ridge:.4g} is below the most negative ridge this spectrum allows at n = {n} "
             f"({kc * (n - df1(lam, kc)) if kc > 0 else 0.0:.4g}): use a larger ridge")
-    return _bisect_log(lambda k: df1(lam, k) + ridge / k - n, kc, hi)
+    return bisect_log(lambda k: df1(lam, k) + ridge / k - n, kc, hi)
 
 
 def ridge_for_kappa(eigenvalues: np.ndarray, n: float, kappa: float) -> float:

@@ -26,9 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import require
-from .kernel import df1, df2, scan_then_golden
+from .kernel import bisect_log, df1, df2, scan_then_golden
 
-_BISECT = 80  # halvings of a ≤ 130-wide log bracket: 1e-22 relative
 
 
 @dataclass(frozen=True)
@@ -68,15 +67,7 @@ def _solve_gamma(lam: np.ndarray, n: float, k: float, ridge: float) -> tuple[flo
 
 
 def _bisect(f, lam: np.ndarray) -> float:  # noqa: ANN001 - f decreasing in γ
-    lo, hi = float(lam.min()) * 1e-14, max(float(lam.sum()), float(lam.max())) * 1e14
-    a, b = math.log(lo), math.log(hi)
-    for _ in range(_BISECT):
-        m = 0.5 * (a + b)
-        if f(math.exp(m)) > 0:
-            a = m
-        else:
-            b = m
-    return math.exp(0.5 * (a + b))
+    return bisect_log(f, float(lam.min()) * 1e-14, max(float(lam.sum()), float(lam.max())) * 1e14)
 
 
 def rf_risk(eigenvalues: np.ndarray, coefficients: np.ndarray, n: float, k: float, ridge: float = 0.0,
